@@ -1,0 +1,35 @@
+/**
+ * wslis device SDK, Node entry (`import { dialAndListen } from "wslis"` under Node): the same API as the
+ * browser build, with `ws` as the default WebSocket, real upgrade headers, and the refusal status of a
+ * failed handshake (401/403 stop reconnection).
+ */
+
+import WebSocket from "ws";
+import { dialAndListen as dial, type DialOptions, type Listener, type Platform } from "../src/client.js";
+import type { WebSocketLike } from "../src/transport.js";
+
+export const nodePlatform: Platform = {
+  WebSocket: WebSocket as unknown as Platform["WebSocket"],
+  canSendHeaders: true,
+  open(Ctor, url, protocols, headers, refused) {
+    const options = headers ? { headers: Object.fromEntries(headers) } : {};
+    const ws = new Ctor(url, protocols, options);
+    if (ws instanceof WebSocket) {
+      ws.on("unexpected-response", (request, response) => {
+        refused(response.statusCode ?? 0);
+        response.resume();
+        request.destroy();
+        // ws reports the aborted handshake as an error, then a close; openWebSocket() turns them into
+        // a HandshakeError carrying the status.
+      });
+    }
+    return ws as WebSocketLike;
+  },
+};
+
+/** {@inheritDoc dialAndListen} */
+export function dialAndListen(url: string | URL, options: DialOptions = {}): Promise<Listener> {
+  return dial(url, options, nodePlatform);
+}
+
+export * from "../src/index.js";

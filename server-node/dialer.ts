@@ -1,0 +1,96 @@
+/**
+ * One connected device, as the server sees it: open streams to it (`dial`), ping it, close it.
+ */
+
+import type { IncomingMessage } from "node:http";
+import { SessionClosedError, TimeoutError, abortReason } from "../src/errors.js";
+import type { Session } from "../src/yamux/session.js";
+import type { Stream } from "../src/yamux/stream.js";
+
+/** One stream to the device. */
+export type Conn = Stream;
+
+export interface DialOptions {
+  signal?: AbortSignal;
+  /** How long to wait for a free slot among unacknowledged opens, in ms. Default: the server's `dialTimeout`. */
+  timeout?: number;
+}
+
+/** A connected device. The handler of `listenAndServe` gets one per connection. */
+export class Dialer {
+  /** The device id, from the server's `identify` option (default: `deviceId` query param, else `DeviceId` header). */
+  readonly id: string;
+  /** Headers of the upgrade request. */
+  readonly header: Headers;
+  /** URL of the upgrade request, with its query. */
+  readonly url: URL;
+  /** The device's address as the server sees it (behind a proxy: the proxy's). */
+  readonly remoteAddress: string | undefined;
+  /** The subprotocol the server chose, or "". */
+  readonly protocol: string;
+  /** When the connection was established (ms since the epoch). */
+  readonly connectedAt = Date.now();
+  /** The yamux session under this device. */
+  readonly session: Session;
+  /** Resolves with the reason once the device is gone (closed, lost, replaced, shut down). Never rejects. */
+  readonly closed: Promise<Error>;
+  readonly #dialTimeout: number;
+
+  /** @internal Created by the Server. */
+  constructor(session: Session, request: IncomingMessage, id: string, protocol: string, dialTimeout: number) {
+    this.session = session;
+    this.id = id;
+    this.protocol = protocol;
+    this.#dialTimeout = dialTimeout;
+    this.header = new Headers();
+    for (const [name, value] of Object.entries(request.headers)) {
+      if (value === undefined) continue;
+      for (const v of Array.isArray(value) ? value : [value]) this.header.append(name, v);
+    }
+    this.url = new URL(request.url ?? "/", `http://${request.headers.host ?? "localhost"}`);
+    this.remoteAddress = request.socket.remoteAddress;
+    this.closed = session.closed;
+  }
+
+  /** Why the device is gone, or undefined while it is connected. */
+  get closeReason(): Error | undefined {
+    return this.session.closeReason;
+  }
+
+  /** Opens a stream to the device. Rejects at once if the device is gone or draining. */
+  async dial(options: DialOptions = {}): Promise<Conn> {
+    return withTimeout("dial", options.timeout ?? this.#dialTimeout, options.signal, (signal) =>
+      this.session.open({ signal }),
+    );
+  }
+
+  /** Pings the device; resolves with the round-trip time in ms. */
+  ping(options: { signal?: AbortSignal; timeout?: number } = {}): Promise<number> {
+    return this.session.ping(options);
+  }
+
+  /** Disconnects the device (GoAway, then the WebSocket closes). Pending operations fail with `reason`. */
+  close(reason: Error = new SessionClosedError("ERR_SESSION_CLOSED", "the server closed this device's session")): void {
+    this.session.close(reason);
+  }
+}
+
+/** Runs `fn` with a signal that aborts on `signal` or after `ms` (TimeoutError). */
+export async function withTimeout<T>(
+  what: string,
+  ms: number,
+  signal: AbortSignal | undefined,
+  fn: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  signal?.throwIfAborted();
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new TimeoutError(what, ms)), ms);
+  const onAbort = () => controller.abort(abortReason(signal!));
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    return await fn(controller.signal);
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
+  }
+}

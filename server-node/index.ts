@@ -1,0 +1,14 @@
+/**
+ * wslis server for Node: `import { listenAndServe, Server } from "wslis/server"`.
+ */
+
+export { listenAndServe, Server, DeviceRegistry } from "./server.js";
+export type { ServerOptions, Handler, Authorization, ServerLogger, ServerEventMap } from "./server.js";
+export { Dialer } from "./dialer.js";
+export type { Conn, DialOptions } from "./dialer.js";
+export { RTT_BUCKETS } from "./metrics.js";
+export type { MetricsSnapshot } from "./metrics.js";
+export * from "../src/errors.js";
+export { CloseCode } from "../src/transport.js";
+export { Session } from "../src/yamux/session.js";
+export type { SessionOptions } from "../src/yamux/session.js";

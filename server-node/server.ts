@@ -1,0 +1,387 @@
+/**
+ * The wslis server: devices dial in over WebSocket; for each one the handler gets a {@link Dialer} that
+ * opens streams to the device. The server is the yamux client (odd stream IDs), as in Go wslis.
+ *
+ * Everything that can refuse a device happens before the upgrade, in plain HTTP (no yamux byte is ever
+ * sent to a refused device): origin check, device limit, `authorize`. A failing handler or a broken
+ * upgrade is logged and closes that one connection; the server itself never throws from an event.
+ */
+
+import { createServer, type IncomingMessage, type Server as HttpServer } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import WebSocket, { WebSocketServer } from "ws";
+import { SessionClosedError } from "../src/errors.js";
+import { webSocketTransport } from "../src/transport.js";
+import { HEADER_SIZE } from "../src/yamux/frame.js";
+import { Session, type SessionOptions } from "../src/yamux/session.js";
+import { Dialer } from "./dialer.js";
+import { Metrics } from "./metrics.js";
+
+/** What `authorize` may answer: true to accept; false or a refusal to answer with an HTTP error. */
+export type Authorization = boolean | { status: 401 | 403 | number; reason?: string };
+
+export interface ServerLogger {
+  info?(message: string, ...details: unknown[]): void;
+  warn(message: string, ...details: unknown[]): void;
+  error(message: string, ...details: unknown[]): void;
+}
+
+export interface ServerOptions {
+  /**
+   * Decides, before the upgrade, whether a device may connect. A refusal answers plain HTTP 401/403
+   * (or the status given); the device's listener stops reconnecting on 401/403. Default: everyone.
+   */
+  authorize?: (request: IncomingMessage) => Authorization | Promise<Authorization>;
+  /**
+   * Browser origins allowed to connect: a list of exact origins (`"https://kiosk.example.com"`) or a
+   * predicate. Requests without an Origin header (non-browser devices) always pass. Default: same origin
+   * only (the Origin's host equals the Host header), as gorilla/websocket does.
+   */
+  allowedOrigins?: string[] | ((origin: string, request: IncomingMessage) => boolean);
+  /** The device id of a connection. Default: the `deviceId` query param, else the `DeviceId` header, else a generated one. */
+  identify?: (request: IncomingMessage) => string | undefined;
+  /**
+   * Picks the subprotocol to echo from those the device offered (a token may travel there). Default: the
+   * first one offered. Return false to echo none.
+   */
+  selectProtocol?: (protocols: Set<string>, request: IncomingMessage) => string | false;
+  /** Only upgrade requests to this path (exact match). Default: any path. */
+  path?: string;
+  /** Devices connected at once; beyond it upgrades get HTTP 503. Default Infinity. */
+  maxDevices?: number;
+  /** How long `close()` lets in-flight streams finish after GoAway, in ms. Default 10 000. */
+  drainTimeout?: number;
+  /** Default timeout of `dialer.dial()`, in ms. Default 10 000. */
+  dialTimeout?: number;
+  /**
+   * For `listenAndServe`/`listen`: how long a client may take to send its upgrade request, in ms
+   * (clients that open TCP and never upgrade are dropped). Default 10 000.
+   */
+  handshakeTimeout?: number;
+  /** For `listenAndServe`/`listen`: largest HTTP head of the upgrade request, in bytes. Default 16 KiB. */
+  maxHeaderSize?: number;
+  /** yamux settings for every device session; the role is always "client". */
+  session?: Omit<SessionOptions, "role">;
+  /** Where problems are reported. Default: `console`. Pass `{ warn() {}, error() {} }` to silence. */
+  logger?: ServerLogger;
+}
+
+/** Called once per connected device. Its failure is logged and closes that device's connection. */
+export type Handler = (dialer: Dialer) => void | Promise<void>;
+
+/** Events of a {@link Server}. */
+export interface ServerEventMap {
+  connect: CustomEvent<{ dialer: Dialer }>;
+  disconnect: CustomEvent<{ dialer: Dialer; reason: Error }>;
+  /** A device id connected again: `previous` is closed with `ERR_REPLACED`, `dialer` is the new one. */
+  replace: CustomEvent<{ dialer: Dialer; previous: Dialer }>;
+}
+
+/**
+ * Live devices by id. One authoritative session per id: the newest connection wins.
+ */
+export class DeviceRegistry implements Iterable<[string, Dialer]> {
+  readonly #byId = new Map<string, Dialer>();
+  get(id: string): Dialer | undefined {
+    return this.#byId.get(id);
+  }
+  has(id: string): boolean {
+    return this.#byId.has(id);
+  }
+  get size(): number {
+    return this.#byId.size;
+  }
+  keys(): IterableIterator<string> {
+    return this.#byId.keys();
+  }
+  values(): IterableIterator<Dialer> {
+    return this.#byId.values();
+  }
+  [Symbol.iterator](): IterableIterator<[string, Dialer]> {
+    return this.#byId.entries();
+  }
+  /** @internal */
+  set(dialer: Dialer): Dialer | undefined {
+    const previous = this.#byId.get(dialer.id);
+    this.#byId.set(dialer.id, dialer);
+    return previous;
+  }
+  /** @internal Removes `dialer` if it is still the one registered under its id. */
+  delete(dialer: Dialer): boolean {
+    if (this.#byId.get(dialer.id) !== dialer) return false;
+    return this.#byId.delete(dialer.id);
+  }
+}
+
+export class Server extends EventTarget {
+  /** Connected devices by id. */
+  readonly devices = new DeviceRegistry();
+  readonly #handler: Handler;
+  readonly #options: ServerOptions;
+  readonly #logger: ServerLogger;
+  readonly #wss: WebSocketServer;
+  readonly #metrics = new Metrics();
+  /** Every live session, including ones replaced but still draining. */
+  readonly #dialers = new Set<Dialer>();
+  /** Upgrades past the checks and not yet connected, counted against maxDevices. */
+  #upgrading = 0;
+  #anonymous = 0;
+  #http: HttpServer | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(handler: Handler, options: ServerOptions = {}) {
+    super();
+    if (typeof handler !== "function") throw new TypeError("wslis: the handler must be a function");
+    this.#handler = handler;
+    this.#options = options;
+    this.#logger = options.logger ?? console;
+    for (const name of ["maxDevices", "drainTimeout", "dialTimeout", "handshakeTimeout", "maxHeaderSize"] as const) {
+      const value = options[name];
+      if (value !== undefined && !(typeof value === "number" && value > 0)) {
+        throw new RangeError(`wslis: ${name} must be a positive number, not ${String(value)}`);
+      }
+    }
+    const window = options.session?.streamWindow ?? 256 * 1024;
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      // A yamux frame is at most one window of data plus its header; our peers send no more per message.
+      maxPayload: window + HEADER_SIZE + 1024,
+      perMessageDeflate: false,
+      handleProtocols: (protocols, request) => {
+        if (this.#options.selectProtocol) return this.#options.selectProtocol(protocols, request);
+        const [first] = protocols;
+        return first ?? false;
+      },
+    });
+  }
+
+  /** Counters and gauges; see the README's metrics section. */
+  metrics(): ReturnType<Metrics["snapshot"]> {
+    let streams = 0;
+    for (const dialer of this.#dialers) streams += dialer.session.numStreams;
+    return this.#metrics.snapshot({ devices: this.devices.size, streams });
+  }
+
+  /**
+   * Handles an HTTP upgrade request from an existing `http`/`https` server:
+   * `httpServer.on("upgrade", (req, socket, head) => server.handleUpgrade(req, socket, head))`.
+   */
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on("error", (error) => this.#logger.warn(`wslis: upgrade socket error: ${error.message}`));
+    this.#upgrade(request, socket, head).catch((error: unknown) => {
+      this.#logger.error("wslis: upgrade failed", error);
+      refuse(socket, 500, "internal error");
+    });
+  }
+
+  async #upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const options = this.#options;
+    if (this.#closing) return refuse(socket, 503, "server shutting down");
+    if (options.path !== undefined && new URL(request.url ?? "/", "http://x").pathname !== options.path) {
+      return refuse(socket, 404, "not found");
+    }
+    if (!this.#originAllowed(request)) {
+      this.#metrics.refused("origin");
+      return refuse(socket, 403, "origin not allowed");
+    }
+    if (this.#dialers.size + this.#upgrading >= (options.maxDevices ?? Infinity)) {
+      this.#metrics.refused("capacity");
+      return refuse(socket, 503, "too many devices");
+    }
+    this.#upgrading++;
+    try {
+      if (options.authorize) {
+        const verdict = await options.authorize(request);
+        if (verdict !== true) {
+          const status = verdict === false ? 401 : verdict.status;
+          const reason = verdict === false ? "unauthorized" : (verdict.reason ?? "unauthorized");
+          this.#metrics.refused("unauthorized");
+          return refuse(socket, status, reason);
+        }
+      }
+      if (this.#closing || socket.destroyed) return refuse(socket, 503, "server shutting down");
+      await new Promise<void>((resolve) => {
+        this.#wss.handleUpgrade(request, socket, head, (ws) => {
+          resolve();
+          this.#connected(ws, request);
+        });
+        // handleUpgrade answers bad requests (wrong version, bad key) itself and never calls back.
+        socket.once("close", () => resolve());
+      });
+    } finally {
+      this.#upgrading--;
+    }
+  }
+
+  #connected(ws: WebSocket, request: IncomingMessage): void {
+    if (this.#closing) {
+      ws.close(1001, "server shutdown");
+      return;
+    }
+    const id = this.#identify(request);
+    const session = new Session(this.#metrics.count(webSocketTransport(ws)), {
+      ...this.#options.session,
+      role: "client",
+    });
+    session.addEventListener("rtt", (event) => this.#metrics.rtt((event as CustomEvent<number>).detail));
+    const dialer = new Dialer(session, request, id, ws.protocol, this.#options.dialTimeout ?? 10_000);
+    this.#dialers.add(dialer);
+    this.#metrics.opened();
+
+    const previous = this.devices.set(dialer);
+    if (previous) {
+      previous.close(new SessionClosedError("ERR_REPLACED", `device ${id} connected again; this session was replaced`));
+      this.#emit("replace", { dialer, previous });
+    }
+    this.#emit("connect", { dialer });
+    void session.closed.then((reason) => {
+      this.#dialers.delete(dialer);
+      this.devices.delete(dialer);
+      this.#metrics.closed(reason);
+      this.#emit("disconnect", { dialer, reason });
+    });
+
+    Promise.resolve()
+      .then(() => this.#handler(dialer))
+      .catch((error: unknown) => {
+        this.#logger.error(`wslis: the handler failed for device ${id}; closing its connection`, error);
+        dialer.close(new SessionClosedError("ERR_SESSION_CLOSED", "the server's handler failed", { cause: error }));
+      });
+  }
+
+  /** Starts an HTTP server on `addr` ("host:port", ":port" or a port number) that upgrades to wslis. */
+  async listen(addr: string | number = ":9090"): Promise<this> {
+    if (this.#http) throw new Error("wslis: the server is already listening");
+    const { host, port } = parseAddr(addr);
+    const http = createServer(
+      {
+        maxHeaderSize: this.#options.maxHeaderSize ?? 16 * 1024,
+        headersTimeout: this.#options.handshakeTimeout ?? 10_000,
+        requestTimeout: this.#options.handshakeTimeout ?? 10_000,
+      },
+      (_request, response) => {
+        response.writeHead(426, { "Content-Type": "text/plain", Connection: "close", Upgrade: "websocket" });
+        response.end("wslis: this endpoint speaks WebSocket only\n");
+      },
+    );
+    http.on("upgrade", (request, socket, head) => this.handleUpgrade(request, socket, head));
+    http.on("clientError", (error, socket: Socket) => {
+      if (socket.writable) refuse(socket, (error as { code?: string }).code === "HPE_HEADER_OVERFLOW" ? 431 : 400, "bad request");
+      else socket.destroy();
+    });
+    this.#http = http;
+    await new Promise<void>((resolve, reject) => {
+      http.once("error", reject);
+      http.listen(port, host, () => {
+        http.off("error", reject);
+        resolve();
+      });
+    });
+    http.on("error", (error) => this.#logger.error("wslis: HTTP server error", error));
+    return this;
+  }
+
+  /** Address of the server started by `listen`/`listenAndServe`. */
+  address(): AddressInfo {
+    const address = this.#http?.address();
+    if (!address || typeof address === "string") throw new Error("wslis: the server is not listening");
+    return address;
+  }
+
+  /**
+   * Shuts down: refuses new devices, sends GoAway to every device, lets in-flight streams finish for
+   * up to `drainTimeout`, then closes every session (`ERR_SERVER_SHUTDOWN`, WebSocket code 1001, so
+   * devices redial elsewhere with jitter) and the HTTP server it started.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  async #shutdown(): Promise<void> {
+    this.#http?.close();
+    const dialers = [...this.#dialers];
+    for (const dialer of dialers) dialer.session.goAway();
+    const drainTimeout = this.#options.drainTimeout ?? 10_000;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(dialers.map((d) => d.session.idle())),
+      new Promise((resolve) => (timer = setTimeout(resolve, drainTimeout))),
+    ]);
+    clearTimeout(timer);
+    const reason = new SessionClosedError("ERR_SERVER_SHUTDOWN", "the server is shutting down");
+    for (const dialer of this.#dialers) dialer.close(reason);
+    await Promise.all(dialers.map((d) => d.closed));
+    this.#wss.close();
+    this.#http?.closeAllConnections();
+  }
+
+  #originAllowed(request: IncomingMessage): boolean {
+    const origin = request.headers.origin;
+    if (origin === undefined) return true;
+    const allowed = this.#options.allowedOrigins;
+    if (typeof allowed === "function") return allowed(origin, request);
+    if (allowed) return allowed.includes(origin);
+    try {
+      return new URL(origin).host.toLowerCase() === (request.headers.host ?? "").toLowerCase();
+    } catch {
+      return false;
+    }
+  }
+
+  #identify(request: IncomingMessage): string {
+    const id = this.#options.identify
+      ? this.#options.identify(request)
+      : (new URL(request.url ?? "/", "http://x").searchParams.get("deviceId") ??
+        firstHeader(request.headers["deviceid"]));
+    return id || `anonymous-${++this.#anonymous}`;
+  }
+
+  #emit<K extends keyof ServerEventMap>(type: K, detail: ServerEventMap[K]["detail"]): void {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
+
+/**
+ * Starts a wslis server on `addr` ("host:port", ":port" or a port; port 0 picks a free one) and calls
+ * `handler` with a {@link Dialer} for each device that connects.
+ */
+export async function listenAndServe(addr: string | number, handler: Handler, options?: ServerOptions): Promise<Server> {
+  return new Server(handler, options).listen(addr);
+}
+
+/** Answers an upgrade request with a plain HTTP error and closes the socket. */
+function refuse(socket: Duplex, status: number, reason: string): void {
+  if (socket.destroyed) return;
+  const body = `${reason}\n`;
+  socket.end(
+    `HTTP/1.1 ${status} ${httpReason(status)}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}
+
+function httpReason(status: number): string {
+  const reasons: Record<number, string> = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+  };
+  return reasons[status] ?? "Error";
+}
+
+function firstHeader(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function parseAddr(addr: string | number): { host: string | undefined; port: number } {
+  if (typeof addr === "number") return { host: undefined, port: addr };
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(addr);
+  if (!match) throw new TypeError(`wslis: address must be "host:port" or ":port", not ${JSON.stringify(addr)}`);
+  const host = match[1] ?? match[2];
+  return { host: host || undefined, port: Number(match[3]) };
+}

@@ -1,0 +1,441 @@
+/**
+ * The device side: dial the server's WebSocket, become the yamux server (even stream IDs), and accept
+ * the streams the wslis server opens. The {@link Listener} outlives connections: when the link drops it
+ * redials with full-jitter exponential backoff and goes on yielding streams of the new session.
+ */
+
+import { HandshakeError, ListenerClosedError, SessionClosedError, TimeoutError, WslisError, abortReason } from "./errors.js";
+import { CloseCode, webSocketTransport, type WebSocketConstructor, type WebSocketLike } from "./transport.js";
+import { Session, type SessionOptions, type Transport } from "./yamux/session.js";
+import type { Stream } from "./yamux/stream.js";
+
+/** One stream to or from the peer: `readable`, `writable`, `streamID`, `close()`, `reset()`, `closed`. */
+export type Conn = Stream;
+
+/** A value, or a function giving it (sync or async), evaluated on every (re)connect so tokens refresh. */
+export type Provider<T> = T | (() => T | Promise<T>);
+
+export interface ReconnectOptions {
+  /** First delay before redialing, in ms. Default 500. */
+  initialDelay?: number;
+  /** Largest delay, in ms. Default 30 000. */
+  maxDelay?: number;
+  /** Growth of the delay ceiling per failed attempt. Default 2. */
+  multiplier?: number;
+  /** Attempts after which the listener gives up and closes; default Infinity (never). */
+  maxRetries?: number;
+  /** How long a link must stay up, in ms, before the backoff starts again from `initialDelay`. Default 10 000. */
+  stableAfter?: number;
+}
+
+export interface DialOptions {
+  /** Query parameters added to the URL on every (re)connect. Works in every runtime: use it for device ids and tokens. */
+  params?: Provider<Record<string, string> | URLSearchParams>;
+  /**
+   * HTTP headers of the upgrade request. Node only: browsers cannot set WebSocket headers, and the browser
+   * build throws a TypeError that points to `params` and `protocols`.
+   */
+  headers?: Provider<HeadersInit>;
+  /** WebSocket subprotocols; the server must echo one. A place for a token in browsers. */
+  protocols?: Provider<string | string[]>;
+  /** How long the WebSocket handshake may take, in ms. Default 10 000. */
+  handshakeTimeout?: number;
+  /** Redial when the link drops. Default on (see {@link ReconnectOptions}); `false` turns it off. */
+  reconnect?: boolean | ReconnectOptions;
+  /** Aborting it stops dialing and closes the listener. */
+  signal?: AbortSignal;
+  /** The WebSocket constructor. Default: `globalThis.WebSocket` in browsers, `ws` in Node. */
+  WebSocket?: WebSocketConstructor;
+  /** yamux settings (keepalive, windows, limits); the role is always "server". */
+  session?: Omit<SessionOptions, "role">;
+  /** Random numbers in [0, 1) for backoff jitter. Default Math.random. */
+  random?: () => number;
+}
+
+/** How a runtime opens a WebSocket; the entry point (browser or Node) provides it. */
+export interface Platform {
+  WebSocket: WebSocketConstructor | undefined;
+  /**
+   * Opens a WebSocket. `headers` is only given on platforms that can send them. `refused` is called
+   * with the HTTP status when the server answered the upgrade with a non-101 status and the runtime
+   * tells it.
+   */
+  open(
+    WebSocket: WebSocketConstructor,
+    url: string,
+    protocols: string[],
+    headers: Headers | undefined,
+    refused: (status: number) => void,
+  ): WebSocketLike;
+  /** False in browsers: they cannot send WebSocket headers. */
+  canSendHeaders: boolean;
+}
+
+/** Events of a {@link Listener}. */
+export interface ListenerEventMap {
+  /** A session is up. `detail.attempt` is 0 for the first connection. */
+  connect: CustomEvent<{ attempt: number }>;
+  /** A session ended or a dial failed; `detail.retryIn` is the delay before the next attempt in ms (undefined: no retry). */
+  disconnect: CustomEvent<{ error: Error; retryIn: number | undefined }>;
+}
+
+const browserPlatformHint =
+  "browsers cannot send WebSocket headers; pass credentials in `params` (URL query) or `protocols` instead";
+
+/**
+ * Accepts the streams the server opens, across reconnects. Use `accept()` or `for await`.
+ * Events: `connect`, `disconnect` (see {@link ListenerEventMap}).
+ */
+export class Listener extends EventTarget implements AsyncIterable<Conn> {
+  /** Resolves when the listener is closed for good (by `close()`, the signal, or giving up), with why. */
+  readonly closed: Promise<Error>;
+
+  readonly #url: URL;
+  readonly #options: DialOptions;
+  readonly #platform: Platform;
+  readonly #reconnect: Required<ReconnectOptions> | undefined;
+  #session: Session | undefined;
+  /** Aborted when the current session is lost, so accept() moves on to the next one. */
+  #sessionLost = new AbortController();
+  #sessionWaiters: { resolve: (s: Session) => void; reject: (e: Error) => void }[] = [];
+  #closeReason: Error | undefined;
+  #resolveClosed!: (reason: Error) => void;
+  #attempt = 0;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #dialing: AbortController | undefined;
+
+  /** @internal Use {@link dialAndListen}. */
+  constructor(url: string | URL, options: DialOptions, platform: Platform) {
+    super();
+    this.#url = parseUrl(url);
+    this.#options = options;
+    this.#platform = platform;
+    this.#reconnect = reconnectOptions(options.reconnect);
+    validateTimeout("handshakeTimeout", options.handshakeTimeout);
+    if (options.headers !== undefined && !platform.canSendHeaders) {
+      throw new TypeError(`wslis: the headers option is not supported here: ${browserPlatformHint}`);
+    }
+    if (!(options.WebSocket ?? platform.WebSocket)) {
+      throw new TypeError("wslis: no WebSocket constructor in this runtime; pass one as the WebSocket option");
+    }
+    this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+    options.signal?.addEventListener("abort", () => this.#shutdown(abortReason(options.signal!)), { once: true });
+  }
+
+  /** The current session, while connected. */
+  get session(): Session | undefined {
+    return this.#session;
+  }
+
+  /** Waits for the next stream the server opens. Rejects with `ERR_LISTENER_CLOSED` once closed. */
+  async accept(options: { signal?: AbortSignal } = {}): Promise<Conn> {
+    const { signal } = options;
+    for (;;) {
+      signal?.throwIfAborted();
+      if (this.#closeReason) throw new ListenerClosedError({ cause: this.#closeReason });
+      const session = this.#session ?? (await this.#nextSession(signal));
+      const lost = this.#sessionLost.signal;
+      try {
+        return await session.accept({ signal: signal ? AbortSignal.any([signal, lost]) : lost });
+      } catch (error) {
+        if (signal?.aborted) throw error;
+        if (this.#closeReason) throw new ListenerClosedError({ cause: this.#closeReason });
+        // The session died or is draining: wait for the next one.
+        if (!lost.aborted && session.closeReason === undefined) throw error;
+      }
+    }
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<Conn> {
+    for (;;) {
+      try {
+        yield await this.accept();
+      } catch (error) {
+        if (error instanceof ListenerClosedError) return;
+        throw error;
+      }
+    }
+  }
+
+  /** Stops accepting and closes the current session (GoAway, then the WebSocket). Idempotent. */
+  async close(): Promise<void> {
+    this.#shutdown(new ListenerClosedError());
+    await this.closed;
+  }
+
+  /** @internal Dials the first connection, retrying per the reconnect policy. */
+  async start(): Promise<void> {
+    await this.#dial();
+  }
+
+  async #dial(): Promise<void> {
+    for (;;) {
+      if (this.#closeReason) throw this.#closeReason;
+      try {
+        const session = await this.#connect();
+        this.#adopt(session);
+        return;
+      } catch (error) {
+        const reason = error instanceof Error ? error : new Error(String(error));
+        if (this.#closeReason) throw this.#closeReason;
+        const retryIn = this.#retryDelay(reason);
+        this.#emit("disconnect", { error: reason, retryIn });
+        if (retryIn === undefined) {
+          this.#shutdown(reason);
+          throw reason;
+        }
+        await this.#sleep(retryIn);
+      }
+    }
+  }
+
+  async #connect(): Promise<Session> {
+    const url = new URL(this.#url);
+    const params = await resolve(this.#options.params);
+    if (params) for (const [key, value] of new URLSearchParams(params)) url.searchParams.set(key, value);
+    const protocolValue = await resolve(this.#options.protocols);
+    const protocols = protocolValue === undefined ? [] : typeof protocolValue === "string" ? [protocolValue] : protocolValue;
+    const headerValue = await resolve(this.#options.headers);
+    const headers = headerValue === undefined ? undefined : new Headers(headerValue);
+    if (this.#closeReason) throw this.#closeReason;
+
+    const dialing = new AbortController();
+    this.#dialing = dialing;
+    try {
+      const transport = await openWebSocket(this.#platform, this.#options, url.href, protocols, headers, dialing.signal);
+      return new Session(transport, { ...this.#options.session, role: "server" });
+    } finally {
+      this.#dialing = undefined;
+    }
+  }
+
+  #adopt(session: Session): void {
+    if (this.#closeReason) {
+      session.close();
+      return;
+    }
+    const connectedAt = Date.now();
+    this.#session = session;
+    this.#sessionLost = new AbortController();
+    for (const waiter of this.#sessionWaiters.splice(0)) waiter.resolve(session);
+    this.#emit("connect", { attempt: this.#attempt });
+    // A server that drains sends GoAway: dial a new session now, let this one finish its streams.
+    session.addEventListener("goaway", () => this.#lost(session, connectedAt), { once: true });
+    void session.closed.then(() => this.#lost(session, connectedAt));
+  }
+
+  #lost(session: Session, connectedAt: number): void {
+    if (this.#session !== session) return;
+    this.#session = undefined;
+    this.#sessionLost.abort();
+    if (this.#closeReason) return;
+    const reason = session.closeReason ?? new SessionClosedError("ERR_SERVER_SHUTDOWN", "the server sent GoAway");
+    if (this.#reconnect && Date.now() - connectedAt >= this.#reconnect.stableAfter) this.#attempt = 0;
+    const retryIn = this.#retryDelay(reason);
+    this.#emit("disconnect", { error: reason, retryIn });
+    if (retryIn === undefined) {
+      this.#shutdown(reason);
+      return;
+    }
+    // On failure #dial has shut the listener down with the reason; accept() callers see it.
+    this.#sleep(retryIn)
+      .then(() => this.#dial())
+      .catch(() => {});
+  }
+
+  /** Delay before the next attempt (full jitter), or undefined to give up. */
+  #retryDelay(reason: Error): number | undefined {
+    const policy = this.#reconnect;
+    if (!policy || isFinal(reason) || this.#attempt >= policy.maxRetries) return undefined;
+    const ceiling = Math.min(policy.maxDelay, policy.initialDelay * policy.multiplier ** this.#attempt);
+    this.#attempt++;
+    return Math.round((this.#options.random ?? Math.random)() * ceiling);
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.#closeReason) return reject(this.#closeReason);
+      const wake = () => {
+        globalThis.removeEventListener?.("online", wake);
+        this.#retryTimer = undefined;
+        this.#wakeRetry = undefined;
+        if (this.#closeReason) reject(this.#closeReason);
+        else resolve();
+      };
+      this.#wakeRetry = wake;
+      this.#retryTimer = setTimeout(wake, ms);
+      // Browsers: a network that comes back is worth trying at once.
+      globalThis.addEventListener?.("online", wake, { once: true });
+    });
+  }
+
+  #wakeRetry: (() => void) | undefined;
+
+  #nextSession(signal: AbortSignal | undefined): Promise<Session> {
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        this.#sessionWaiters = this.#sessionWaiters.filter((w) => w !== waiter);
+        reject(abortReason(signal!));
+      };
+      const waiter = {
+        resolve: (s: Session) => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(s);
+        },
+        reject: (e: Error) => {
+          signal?.removeEventListener("abort", onAbort);
+          reject(e);
+        },
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#sessionWaiters.push(waiter);
+    });
+  }
+
+  #shutdown(reason: Error): void {
+    if (this.#closeReason) return;
+    this.#closeReason = reason;
+    clearTimeout(this.#retryTimer);
+    this.#wakeRetry?.();
+    this.#dialing?.abort(reason);
+    const closedError = new ListenerClosedError({ cause: reason });
+    for (const waiter of this.#sessionWaiters.splice(0)) waiter.reject(closedError);
+    const session = this.#session;
+    this.#session = undefined;
+    session?.close(reason instanceof SessionClosedError ? reason : undefined);
+    this.#resolveClosed(reason);
+  }
+
+  #emit<K extends keyof ListenerEventMap>(type: K, detail: ListenerEventMap[K]["detail"]): void {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
+
+/**
+ * Dials `url` and listens for the streams the server opens. Resolves once the first connection is up
+ * (retrying failures per the reconnect policy); rejects when the server refuses the device (401/403),
+ * retries run out, or `signal` aborts.
+ */
+export async function dialAndListen(url: string | URL, options: DialOptions, platform: Platform): Promise<Listener> {
+  const listener = new Listener(url, options, platform);
+  await listener.start();
+  return listener;
+}
+
+/**
+ * Opens a WebSocket and waits for its handshake, bounded by the timeout and the signal. Resolves with
+ * the transport, made in the `open` event itself so no early message is missed.
+ */
+function openWebSocket(
+  platform: Platform,
+  options: DialOptions,
+  url: string,
+  protocols: string[],
+  headers: Headers | undefined,
+  signal: AbortSignal,
+): Promise<Transport> {
+  const timeout = options.handshakeTimeout ?? 10_000;
+  const Ctor = (options.WebSocket ?? platform.WebSocket)!;
+  return new Promise<Transport>((resolve, reject) => {
+    let status: number | undefined;
+    const ws = platform.open(Ctor, url, protocols, headers, (s) => (status = s));
+    const timer = setTimeout(() => fail(new TimeoutError(`WebSocket handshake with ${redact(url)}`, timeout)), timeout);
+    const onAbort = () => fail(abortReason(signal));
+    const onOpen = () => {
+      cleanup();
+      resolve(webSocketTransport(ws));
+    };
+    const onError = () => {
+      // The close event that follows (or the refusal status) says more; wait a tick for it.
+      setTimeout(() => fail(refusal(url, status)), 0);
+    };
+    const onClose = (event: { code: number; reason: string }) => {
+      if (event.code === CloseCode.Unauthorized || event.code === CloseCode.Forbidden) {
+        fail(new HandshakeError(`the server refused this device: ${event.reason || event.code}`, event.code - 4000));
+      } else fail(refusal(url, status, event.code));
+    };
+    function cleanup() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+      ws.removeEventListener("open", onOpen);
+      ws.removeEventListener("error", onError);
+      ws.removeEventListener("close", onClose);
+    }
+    let failed = false;
+    function fail(error: Error) {
+      if (failed) return;
+      failed = true;
+      cleanup();
+      try {
+        ws.close();
+      } catch {
+        // Closing a socket that never opened may throw in some runtimes; it is gone either way.
+      }
+      reject(error);
+    }
+    signal.addEventListener("abort", onAbort, { once: true });
+    ws.addEventListener("open", onOpen);
+    ws.addEventListener("error", onError);
+    ws.addEventListener("close", onClose);
+  });
+}
+
+function refusal(url: string, status: number | undefined, code?: number): HandshakeError {
+  const why = status !== undefined ? `HTTP ${status}` : code !== undefined ? `close code ${code}` : "connection failed";
+  return new HandshakeError(`WebSocket handshake with ${redact(url)} failed (${why})`, status);
+}
+
+/** The URL without its query, which may hold tokens. */
+function redact(url: string): string {
+  const u = new URL(url);
+  return `${u.protocol}//${u.host}${u.pathname}`;
+}
+
+/** Errors after which redialing cannot help. */
+function isFinal(error: Error): boolean {
+  return error instanceof WslisError && error.code === "ERR_UNAUTHORIZED";
+}
+
+async function resolve<T>(provider: Provider<T> | undefined): Promise<T | undefined> {
+  return typeof provider === "function" ? await (provider as () => T | Promise<T>)() : provider;
+}
+
+function parseUrl(url: string | URL): URL {
+  let parsed: URL;
+  try {
+    parsed = new URL(url, globalThis.location?.href);
+  } catch {
+    throw new TypeError(`wslis: invalid URL ${String(url)}`);
+  }
+  if (parsed.protocol === "http:") parsed.protocol = "ws:";
+  else if (parsed.protocol === "https:") parsed.protocol = "wss:";
+  if (parsed.protocol !== "ws:" && parsed.protocol !== "wss:") {
+    throw new TypeError(`wslis: the URL must be ws:, wss:, http: or https:, not ${parsed.protocol}`);
+  }
+  return parsed;
+}
+
+function reconnectOptions(option: boolean | ReconnectOptions | undefined): Required<ReconnectOptions> | undefined {
+  if (option === false) return undefined;
+  const o = option === true || option === undefined ? {} : option;
+  const policy = {
+    initialDelay: o.initialDelay ?? 500,
+    maxDelay: o.maxDelay ?? 30_000,
+    multiplier: o.multiplier ?? 2,
+    maxRetries: o.maxRetries ?? Infinity,
+    stableAfter: o.stableAfter ?? 10_000,
+  };
+  for (const [key, value] of Object.entries(policy)) {
+    if (typeof value !== "number" || Number.isNaN(value) || value < 0) {
+      throw new RangeError(`wslis: reconnect.${key} must be a non-negative number`);
+    }
+  }
+  if (policy.multiplier < 1) throw new RangeError("wslis: reconnect.multiplier must be at least 1");
+  return policy;
+}
+
+function validateTimeout(name: string, value: number | undefined): void {
+  if (value !== undefined && (!Number.isFinite(value) || value <= 0)) {
+    throw new RangeError(`wslis: ${name} must be a positive number of ms`);
+  }
+}

@@ -1,0 +1,30 @@
+/**
+ * wslis device SDK, browser entry: the device dials the server over the native WebSocket and accepts the
+ * streams the server opens. Node gets the same API from its own entry, with `ws` as the WebSocket.
+ */
+
+import { dialAndListen as dial, Listener, type DialOptions, type Platform } from "./client.js";
+
+export const browserPlatform: Platform = {
+  WebSocket: globalThis.WebSocket as Platform["WebSocket"],
+  canSendHeaders: false,
+  open: (WebSocket, url, protocols) => new WebSocket(url, protocols),
+};
+
+/**
+ * Dials the wslis server at `url` (ws:, wss:, or http(s): mapped to ws(s):) and resolves with a
+ * {@link Listener} of the streams it opens. See {@link DialOptions}.
+ */
+export function dialAndListen(url: string | URL, options: DialOptions = {}): Promise<Listener> {
+  return dial(url, options, browserPlatform);
+}
+
+export { Listener };
+export type { Conn, DialOptions, ReconnectOptions, Provider, ListenerEventMap, Platform } from "./client.js";
+export * from "./errors.js";
+export { CloseCode, webSocketTransport } from "./transport.js";
+export type { WebSocketLike, WebSocketConstructor, WebSocketTransportOptions } from "./transport.js";
+export { Session } from "./yamux/session.js";
+export type { SessionOptions, Transport, TransportSink, Timers, Logger } from "./yamux/session.js";
+export { Stream, StreamState } from "./yamux/stream.js";
+export { Flag, FrameType, GoAwayCode, INITIAL_WINDOW } from "./yamux/frame.js";

@@ -1,0 +1,174 @@
+/**
+ * A WebSocket as a yamux {@link Transport}: the browser's native `WebSocket`, or anything with its API
+ * (the `ws` package's client and server sockets).
+ *
+ * The WebSocket is a byte stream here: a message may carry part of a frame, a frame, or several (Go
+ * sends a frame's header and body as two messages); the session's decoder sorts that out. We send each
+ * frame as one binary message, header and body joined (the one copy the message boundary forces).
+ *
+ * Outbound backpressure comes from `bufferedAmount`: above the high watermark a write returns false, and
+ * `drain` fires once it falls below the low watermark. Browsers have no event for that, so the adapter
+ * polls `bufferedAmount`, and only while above the watermark.
+ */
+
+import { SessionClosedError, WslisError } from "./errors.js";
+import { HEADER_SIZE } from "./yamux/frame.js";
+import type { Transport, TransportSink } from "./yamux/session.js";
+
+/** The part of the WebSocket API wslis uses; the browser's `WebSocket` and `ws`'s both have it. */
+export interface WebSocketLike {
+  binaryType: string;
+  readonly bufferedAmount: number;
+  readonly readyState: number;
+  readonly protocol: string;
+  send(data: Uint8Array): void;
+  close(code?: number, reason?: string): void;
+  addEventListener(type: string, listener: (event: any) => void): void;
+  removeEventListener(type: string, listener: (event: any) => void): void;
+}
+
+/** A WebSocket constructor, as `globalThis.WebSocket` or `ws`'s `WebSocket`. */
+export type WebSocketConstructor = new (url: string, protocols?: string | string[], options?: any) => WebSocketLike;
+
+/**
+ * WebSocket close codes wslis sends, beyond the standard 1000 (normal) and 1001 (going away: server
+ * shutdown). The 44xx codes mean "do not reconnect".
+ */
+export const CloseCode = {
+  Normal: 1000,
+  GoingAway: 1001,
+  /** A newer connection with the same device id replaced this one. */
+  Replaced: 4000,
+  /** The server refused the device's credentials. */
+  Unauthorized: 4401,
+  /** The server refused this device. */
+  Forbidden: 4403,
+} as const;
+
+export interface WebSocketTransportOptions {
+  /** Outbound bytes buffered in the WebSocket above which writers wait. Default 1 MiB. */
+  highWaterMark?: number;
+  /** Buffered bytes below which waiting writers resume. Default 256 KiB. */
+  lowWaterMark?: number;
+  /** How often to look at `bufferedAmount` while above the high watermark, in ms. Default 4. */
+  pollInterval?: number;
+}
+
+const OPEN = 1;
+
+/**
+ * Wraps an open WebSocket as a yamux transport. Call it as soon as the socket opens: it listens from
+ * then on and holds what arrives until `start()` (Node's `ws` may deliver the first messages in the same
+ * tick as `open`).
+ */
+export function webSocketTransport(ws: WebSocketLike, options: WebSocketTransportOptions = {}): Transport {
+  const highWaterMark = options.highWaterMark ?? 1024 * 1024;
+  const lowWaterMark = options.lowWaterMark ?? 256 * 1024;
+  const pollInterval = options.pollInterval ?? 4;
+  let sink: TransportSink | undefined;
+  /** What arrived before start(): chunks, then possibly the close. */
+  const early: Uint8Array[] = [];
+  let earlyClose: { error: Error | undefined } | undefined;
+  let polling: ReturnType<typeof setTimeout> | undefined;
+  let closed = false;
+
+  const onMessage = (event: { data: unknown }) => {
+    const { data } = event;
+    let chunk: Uint8Array;
+    if (data instanceof ArrayBuffer) chunk = new Uint8Array(data);
+    else if (ArrayBuffer.isView(data)) chunk = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    else {
+      // yamux travels in binary messages only; a text (or Blob) message means a peer that is not one.
+      finish(new SessionClosedError("ERR_CONNECTION_LOST", "received a non-binary WebSocket message"));
+      ws.close(1003, "binary messages only");
+      return;
+    }
+    if (sink) sink.data(chunk);
+    else early.push(chunk);
+  };
+  const onClose = (event: { code: number; reason: string }) => finish(closeError(event.code, event.reason));
+
+  function finish(error: Error | undefined): void {
+    if (closed) return;
+    closed = true;
+    clearTimeout(polling);
+    ws.removeEventListener("message", onMessage);
+    ws.removeEventListener("close", onClose);
+    if (sink) sink.close(error);
+    else earlyClose = { error };
+  }
+
+  function poll(): void {
+    polling = undefined;
+    if (closed) return;
+    if (ws.bufferedAmount > lowWaterMark) {
+      polling = setTimeout(poll, pollInterval);
+      return;
+    }
+    sink?.drain();
+  }
+
+  ws.binaryType = "arraybuffer";
+  ws.addEventListener("message", onMessage);
+  ws.addEventListener("close", onClose);
+  if (ws.readyState !== OPEN) finish(new SessionClosedError("ERR_CONNECTION_LOST", "the WebSocket is not open"));
+
+  return {
+    start(s) {
+      sink = s;
+      for (const chunk of early.splice(0)) s.data(chunk);
+      if (earlyClose) s.close(earlyClose.error);
+    },
+    write(header, body) {
+      if (closed || ws.readyState !== OPEN) return true;
+      let message = header;
+      if (body !== undefined && body.length > 0) {
+        message = new Uint8Array(HEADER_SIZE + body.length);
+        message.set(header, 0);
+        message.set(body, HEADER_SIZE);
+      }
+      ws.send(message);
+      if (ws.bufferedAmount <= highWaterMark) return true;
+      if (polling === undefined) polling = setTimeout(poll, pollInterval);
+      return false;
+    },
+    close(reason) {
+      if (closed) return;
+      finish(undefined);
+      ws.close(...closeCodeFor(reason));
+    },
+  };
+}
+
+/** The WebSocket close code and reason for a session that ended with `reason`. */
+export function closeCodeFor(reason: Error | undefined): [number, string] {
+  const code = reason instanceof WslisError ? reason.code : undefined;
+  switch (code) {
+    case "ERR_SERVER_SHUTDOWN":
+      return [CloseCode.GoingAway, "server shutdown"];
+    case "ERR_REPLACED":
+      return [CloseCode.Replaced, "replaced by a newer connection"];
+    case "ERR_UNAUTHORIZED":
+      return [CloseCode.Unauthorized, "unauthorized"];
+    case "ERR_PROTOCOL":
+      return [1002, "yamux protocol error"];
+    default:
+      return [CloseCode.Normal, ""];
+  }
+}
+
+/** The error a session ends with when its WebSocket closed with `code`. */
+export function closeError(code: number, reason: string): WslisError {
+  const detail = `the WebSocket closed (code ${code}${reason ? `: ${reason}` : ""})`;
+  switch (code) {
+    case CloseCode.GoingAway:
+      return new SessionClosedError("ERR_SERVER_SHUTDOWN", `the server is shutting down; ${detail}`);
+    case CloseCode.Replaced:
+      return new SessionClosedError("ERR_REPLACED", `a newer connection with the same device id replaced this one; ${detail}`);
+    case CloseCode.Unauthorized:
+    case CloseCode.Forbidden:
+      return new WslisError("ERR_UNAUTHORIZED", `the server refused this device; ${detail}`);
+    default:
+      return new SessionClosedError("ERR_CONNECTION_LOST", detail);
+  }
+}

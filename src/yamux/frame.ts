@@ -1,0 +1,109 @@
+/**
+ * The yamux frame header (hashicorp/yamux spec.md): 12 bytes, big endian.
+ *
+ * ```
+ * | Version (8) | Type (8) | Flags (16) | StreamID (32) | Length (32) |
+ * ```
+ * `Length` is the body length for Data frames, the window delta for WindowUpdate, the opaque value for
+ * Ping and the error code for GoAway; only Data frames carry a body.
+ */
+
+/** Protocol version; the only one defined. */
+export const PROTO_VERSION = 0;
+
+/** Size of a frame header in bytes. */
+export const HEADER_SIZE = 12;
+
+/** Initial receive window of every stream, in bytes (256 KiB), fixed by the spec. */
+export const INITIAL_WINDOW = 256 * 1024;
+
+/** Largest stream ID: IDs are 32-bit and never reused within a session. */
+export const MAX_STREAM_ID = 0xffff_ffff;
+
+export const FrameType = {
+  Data: 0,
+  WindowUpdate: 1,
+  Ping: 2,
+  GoAway: 3,
+} as const;
+export type FrameType = (typeof FrameType)[keyof typeof FrameType];
+
+/** Header flags. They are bits and combine; SYN/ACK/FIN/RST may ride on Data and WindowUpdate frames. */
+export const Flag = {
+  SYN: 0x1,
+  ACK: 0x2,
+  FIN: 0x4,
+  RST: 0x8,
+} as const;
+export type Flag = (typeof Flag)[keyof typeof Flag];
+
+/** The `Length` of a GoAway frame. */
+export const GoAwayCode = {
+  Normal: 0,
+  ProtocolError: 1,
+  InternalError: 2,
+} as const;
+export type GoAwayCode = (typeof GoAwayCode)[keyof typeof GoAwayCode];
+
+export interface FrameHeader {
+  version: number;
+  type: number;
+  /** Bit set of {@link Flag}. */
+  flags: number;
+  streamID: number;
+  /** Body length (Data), window delta (WindowUpdate), opaque value (Ping) or code (GoAway). */
+  length: number;
+}
+
+/** A decoded frame. `body` is empty except for Data frames. */
+export interface Frame extends FrameHeader {
+  body: Uint8Array;
+}
+
+/** Encodes a header into 12 fresh bytes. */
+export function encodeHeader(type: FrameType, flags: number, streamID: number, length: number): Uint8Array {
+  const bytes = new Uint8Array(HEADER_SIZE);
+  writeHeader(bytes, 0, type, flags, streamID, length);
+  return bytes;
+}
+
+/** Writes a header into `into` at `offset` (12 bytes). Values are taken modulo their field width. */
+export function writeHeader(
+  into: Uint8Array,
+  offset: number,
+  type: FrameType,
+  flags: number,
+  streamID: number,
+  length: number,
+): void {
+  const view = new DataView(into.buffer, into.byteOffset + offset, HEADER_SIZE);
+  view.setUint8(0, PROTO_VERSION);
+  view.setUint8(1, type);
+  view.setUint16(2, flags);
+  view.setUint32(4, streamID);
+  view.setUint32(8, length);
+}
+
+/** Reads the 12 header bytes at `offset`. The caller checks that they are there. */
+export function readHeader(bytes: Uint8Array, offset: number): FrameHeader {
+  const view = new DataView(bytes.buffer, bytes.byteOffset + offset, HEADER_SIZE);
+  return {
+    version: view.getUint8(0),
+    type: view.getUint8(1),
+    flags: view.getUint16(2),
+    streamID: view.getUint32(4),
+    length: view.getUint32(8),
+  };
+}
+
+/** True when every bit of `flag` is set in `flags`. */
+export function hasFlag(flags: number, flag: Flag): boolean {
+  return (flags & flag) === flag;
+}
+
+/** Human-readable frame, for logs and test failures: `Data[SYN|FIN] id=3 len=5`. */
+export function describeFrame(header: FrameHeader): string {
+  const type = Object.keys(FrameType).find((k) => FrameType[k as keyof typeof FrameType] === header.type);
+  const flags = Object.keys(Flag).filter((k) => header.flags & Flag[k as keyof typeof Flag]);
+  return `${type ?? `type${header.type}`}[${flags.join("|")}] id=${header.streamID} len=${header.length}`;
+}

@@ -1,0 +1,515 @@
+/**
+ * A yamux session (hashicorp/yamux spec.md): streams over one byte transport, pings, keepalive, GoAway.
+ *
+ * The session never sees a socket. It talks to a {@link Transport}: bytes in, bytes out with a
+ * backpressure signal, close. Inbound frames are handled synchronously, one `for` loop per chunk (no
+ * recursion); anything the peer does wrong becomes a GoAway(protocol error) and a closed session.
+ */
+
+import {
+  ProtocolError,
+  RemoteGoAwayError,
+  SessionClosedError,
+  StreamLimitError,
+  TimeoutError,
+  WslisError,
+  abortReason,
+} from "../errors.js";
+import { Decoder } from "./decode.js";
+import {
+  Flag,
+  FrameType,
+  GoAwayCode,
+  INITIAL_WINDOW,
+  MAX_STREAM_ID,
+  encodeHeader,
+  type Frame,
+} from "./frame.js";
+import { Stream, type StreamHost } from "./stream.js";
+
+/** What the session needs from the byte pipe under it (a WebSocket, an in-memory pair...). */
+export interface Transport {
+  /**
+   * Starts the transport: from now on it calls `sink.data` with every chunk received, in order;
+   * `sink.drain` when its outbound buffer falls back below its low watermark after a write returned
+   * false; and `sink.close` once, when it closed or failed (with an Error saying why, if it failed).
+   */
+  start(sink: TransportSink): void;
+  /**
+   * Sends one frame: a header and, for Data, a body. Returns false when the outbound buffer is above
+   * its high watermark; the caller then waits for `drain`.
+   */
+  write(header: Uint8Array, body?: Uint8Array): boolean;
+  /** Closes the transport; `reason` is why the session ended (adapters map it to a close code). Idempotent. */
+  close(reason?: Error): void;
+}
+
+export interface TransportSink {
+  data(chunk: Uint8Array): void;
+  drain(): void;
+  close(error?: Error): void;
+}
+
+/** Timer functions, injectable for tests and for pages whose timers are throttled. */
+export interface Timers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+  /** Milliseconds from a monotonic clock, for ping RTTs. */
+  now(): number;
+}
+
+export interface Logger {
+  warn(message: string, ...details: unknown[]): void;
+}
+
+export interface SessionOptions {
+  /** `"client"` opens odd stream IDs (the wslis server); `"server"` opens even ones (the device). */
+  role: "client" | "server";
+  /** Streams the peer opened and nobody accepted yet; a SYN beyond it is answered with RST. Default 256. */
+  acceptBacklog?: number;
+  /** Streams opened here still waiting for their ACK; `open()` waits beyond it. Default 256. */
+  maxUnackedOpens?: number;
+  /** Live streams (both directions); beyond it `open()` rejects and SYNs get RST. Default 4096. */
+  maxStreams?: number;
+  /** Receive window per stream, in bytes; at least and by default 256 KiB (the spec's initial window). */
+  streamWindow?: number;
+  /** Largest Data frame body sent, in bytes. Default 64 KiB. */
+  maxFrameSize?: number;
+  /** Interval between keepalive pings, in ms; 0 disables them. Default 30 000 (hashicorp/yamux). */
+  keepAliveInterval?: number;
+  /** How long a ping may go unanswered, in ms, before the peer is dead. Default 10 000. */
+  keepAliveTimeout?: number;
+  /** After our FIN, how long to wait for the peer's before resetting the stream, in ms; 0 = forever. Default 300 000. */
+  streamCloseTimeout?: number;
+  timers?: Timers;
+  logger?: Logger;
+}
+
+const defaultTimers: Timers = {
+  setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
+  clearTimeout: (handle) => globalThis.clearTimeout(handle as ReturnType<typeof setTimeout>),
+  now: () => performance.now(),
+};
+
+interface Waiter<T> {
+  resolve(value: T): void;
+  reject(error: Error): void;
+}
+
+interface PendingPing extends Waiter<number> {
+  start: number;
+}
+
+/**
+ * A yamux session. Events (it is an EventTarget): `goaway` when the peer sent GoAway (no new streams),
+ * `close` when the session ended (see {@link Session.closeReason}), `rtt` (a CustomEvent whose detail is
+ * a ping's round-trip time in ms) for every ping answered, keepalives included.
+ */
+export class Session extends EventTarget implements StreamHost {
+  readonly role: "client" | "server";
+  readonly maxFrameSize: number;
+  /** Resolves with the reason once the session has ended. Never rejects. */
+  readonly closed: Promise<Error>;
+
+  readonly #transport: Transport;
+  readonly #decoder: Decoder;
+  readonly #timers: Timers;
+  readonly #logger: Logger | undefined;
+  readonly #acceptBacklog: number;
+  readonly #maxUnackedOpens: number;
+  readonly #maxStreams: number;
+  readonly #window: number;
+  readonly #keepAliveInterval: number;
+  readonly #keepAliveTimeout: number;
+  readonly #streamCloseTimeout: number;
+
+  readonly #streams = new Map<number, Stream>();
+  #nextStreamID: number;
+  readonly #acceptQueue: Stream[] = [];
+  readonly #acceptWaiters: Waiter<Stream>[] = [];
+  #unackedOpens = 0;
+  readonly #openWaiters: Waiter<void>[] = [];
+  readonly #pings = new Map<number, PendingPing>();
+  #nextPingID = 0;
+  readonly #drainWaiters: Waiter<void>[] = [];
+  readonly #idleWaiters: (() => void)[] = [];
+  #keepAliveTimer: unknown;
+
+  #localGoAway = false;
+  #remoteGoAway = false;
+  #transportClosed = false;
+  #closeReason: Error | undefined;
+  #resolveClosed!: (reason: Error) => void;
+
+  constructor(transport: Transport, options: SessionOptions) {
+    super();
+    if (options.role !== "client" && options.role !== "server") {
+      throw new TypeError(`wslis: session role must be "client" or "server", not ${String(options.role)}`);
+    }
+    this.role = options.role;
+    this.#nextStreamID = options.role === "client" ? 1 : 2;
+    this.#acceptBacklog = positiveInteger("acceptBacklog", options.acceptBacklog ?? 256);
+    this.#maxUnackedOpens = positiveInteger("maxUnackedOpens", options.maxUnackedOpens ?? 256);
+    this.#maxStreams = positiveInteger("maxStreams", options.maxStreams ?? 4096);
+    this.#window = positiveInteger("streamWindow", options.streamWindow ?? INITIAL_WINDOW);
+    if (this.#window < INITIAL_WINDOW || this.#window > MAX_STREAM_ID) {
+      throw new RangeError(`wslis: streamWindow must be between ${INITIAL_WINDOW} and ${MAX_STREAM_ID} bytes`);
+    }
+    this.maxFrameSize = positiveInteger("maxFrameSize", options.maxFrameSize ?? 64 * 1024);
+    this.#keepAliveInterval = nonNegativeInteger("keepAliveInterval", options.keepAliveInterval ?? 30_000);
+    this.#keepAliveTimeout = positiveInteger("keepAliveTimeout", options.keepAliveTimeout ?? 10_000);
+    this.#streamCloseTimeout = nonNegativeInteger("streamCloseTimeout", options.streamCloseTimeout ?? 300_000);
+    this.#timers = options.timers ?? defaultTimers;
+    this.#logger = options.logger;
+    this.#decoder = new Decoder({ maxDataLength: this.#window });
+    this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+
+    this.#transport = transport;
+    transport.start({
+      data: (chunk) => this.#receive(chunk),
+      drain: () => settleAll(this.#drainWaiters),
+      close: (error) => {
+        this.#transportClosed = true;
+        this.close(
+          error instanceof WslisError
+            ? error
+            : new SessionClosedError("ERR_CONNECTION_LOST", error?.message ?? "the connection closed", { cause: error }),
+        );
+      },
+    });
+    this.#scheduleKeepAlive();
+  }
+
+  /** Live streams, both directions. */
+  get numStreams(): number {
+    return this.#streams.size;
+  }
+
+  /** Why the session ended, or undefined while it is open. */
+  get closeReason(): Error | undefined {
+    return this.#closeReason;
+  }
+
+  /** True once the peer sent GoAway: `open()` rejects. */
+  get remoteGoAway(): boolean {
+    return this.#remoteGoAway;
+  }
+
+  /**
+   * Opens a stream. It is usable at once; the peer's ACK is not awaited, except that at most
+   * `maxUnackedOpens` streams may wait for theirs (the call waits for a slot).
+   */
+  async open(options: { signal?: AbortSignal } = {}): Promise<Stream> {
+    const { signal } = options;
+    for (;;) {
+      this.#assertCanOpen();
+      signal?.throwIfAborted();
+      if (this.#unackedOpens < this.#maxUnackedOpens) break;
+      await this.#wait(this.#openWaiters, signal);
+    }
+    if (this.#nextStreamID > MAX_STREAM_ID) {
+      throw new StreamLimitError("ERR_STREAMS_EXHAUSTED", "stream IDs are exhausted on this session; open a new one");
+    }
+    if (this.#streams.size >= this.#maxStreams) {
+      throw new StreamLimitError("ERR_TOO_MANY_STREAMS", `the session already has ${this.#maxStreams} streams`);
+    }
+    const stream = this.#newStream(this.#nextStreamID, false);
+    this.#nextStreamID += 2;
+    this.#unackedOpens++;
+    this.#write(FrameType.WindowUpdate, Flag.SYN, stream.streamID, this.#window - INITIAL_WINDOW);
+    return stream;
+  }
+
+  /** Waits for a stream the peer opens. */
+  async accept(options: { signal?: AbortSignal } = {}): Promise<Stream> {
+    const stream = this.#acceptQueue.shift();
+    if (stream !== undefined) return stream;
+    if (this.#closeReason) throw this.#closeReason;
+    options.signal?.throwIfAborted();
+    return this.#wait(this.#acceptWaiters, options.signal);
+  }
+
+  /** Sends a ping and resolves with the round-trip time in ms. Rejects with `ERR_TIMEOUT` after `timeout`. */
+  async ping(options: { signal?: AbortSignal; timeout?: number } = {}): Promise<number> {
+    if (this.#closeReason) throw this.#closeReason;
+    const { signal, timeout = this.#keepAliveTimeout } = options;
+    signal?.throwIfAborted();
+    const id = this.#nextPingID;
+    this.#nextPingID = (this.#nextPingID + 1) >>> 0;
+    return new Promise<number>((resolve, reject) => {
+      const timer = this.#timers.setTimeout(() => done(new TimeoutError("ping", timeout)), timeout);
+      const onAbort = () => done(abortReason(signal!));
+      const done = (error: Error | undefined, rtt?: number) => {
+        this.#timers.clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        this.#pings.delete(id);
+        if (error) reject(error);
+        else resolve(rtt!);
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#pings.set(id, {
+        start: this.#timers.now(),
+        resolve: (rtt) => done(undefined, rtt),
+        reject: (error) => done(error),
+      });
+      this.#write(FrameType.Ping, Flag.SYN, 0, id);
+    });
+  }
+
+  /**
+   * Tells the peer this side accepts no new streams (GoAway, normal). Streams already open go on; new
+   * SYNs get RST. `close()` sends it too.
+   */
+  goAway(code: GoAwayCode = GoAwayCode.Normal): void {
+    if (this.#localGoAway || this.#closeReason) return;
+    this.#localGoAway = true;
+    this.#write(FrameType.GoAway, 0, 0, code);
+  }
+
+  /** Resolves once no stream is live (or the session ended). For draining after `goAway()`. */
+  idle(): Promise<void> {
+    if (this.#streams.size === 0 || this.#closeReason) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /**
+   * Ends the session: sends GoAway if it was not sent, fails every stream and pending operation with
+   * `reason` (default `ERR_SESSION_CLOSED`), and closes the transport. Idempotent.
+   */
+  close(reason: Error = new SessionClosedError("ERR_SESSION_CLOSED", "the session was closed")): void {
+    if (this.#closeReason) return;
+    if (!this.#transportClosed) {
+      this.goAway(reason instanceof ProtocolError ? reason.goAwayCode : GoAwayCode.Normal);
+    }
+    this.#closeReason = reason;
+    this.#timers.clearTimeout(this.#keepAliveTimer);
+    for (const stream of [...this.#streams.values()]) stream.fail(reason);
+    for (const stream of this.#acceptQueue.splice(0)) stream.fail(reason);
+    rejectAll(this.#acceptWaiters, reason);
+    rejectAll(this.#openWaiters, reason);
+    rejectAll(this.#drainWaiters, reason);
+    for (const ping of [...this.#pings.values()]) ping.reject(reason);
+    this.#notifyIdle();
+    this.#transport.close(reason);
+    this.#resolveClosed(reason);
+    this.dispatchEvent(new Event("close"));
+  }
+
+  // StreamHost: what streams call.
+
+  sendWindowUpdate(streamID: number, flags: number, delta: number): void {
+    this.#write(FrameType.WindowUpdate, flags, streamID, delta);
+  }
+
+  sendData(streamID: number, body: Uint8Array): Promise<void> | undefined {
+    if (this.#closeReason) return Promise.reject(this.#closeReason);
+    if (this.#write(FrameType.Data, 0, streamID, body.length, body)) return undefined;
+    return new Promise<void>((resolve, reject) => this.#drainWaiters.push({ resolve, reject }));
+  }
+
+  streamAcked(stream: Stream): void {
+    if (stream.streamID % 2 !== this.#nextStreamID % 2) return; // the peer's stream: ACKed on arrival
+    this.#unackedOpens--;
+    this.#openWaiters.shift()?.resolve();
+  }
+
+  streamEnded(stream: Stream): void {
+    if (this.#streams.get(stream.streamID) !== stream) return;
+    this.#streams.delete(stream.streamID);
+    if (this.#streams.size === 0) this.#notifyIdle();
+  }
+
+  #notifyIdle(): void {
+    for (const resolve of this.#idleWaiters.splice(0)) resolve();
+  }
+
+  setTimeout(fn: () => void, ms: number): unknown {
+    return this.#timers.setTimeout(fn, ms);
+  }
+
+  clearTimeout(handle: unknown): void {
+    this.#timers.clearTimeout(handle);
+  }
+
+  // Inbound.
+
+  #receive(chunk: Uint8Array): void {
+    if (this.#closeReason) return;
+    try {
+      for (const frame of this.#decoder.decode(chunk)) {
+        this.#handleFrame(frame);
+        if (this.#closeReason) return;
+      }
+    } catch (error) {
+      if (error instanceof ProtocolError) {
+        this.#logger?.warn(`wslis: ${error.message}; closing the session`);
+        this.close(error);
+      } else {
+        // A bug of ours: tell the peer, and fail loudly here.
+        const internal = new ProtocolError(`internal error: ${String(error)}`, GoAwayCode.InternalError);
+        this.#logger?.warn("wslis: internal error while handling a frame", error);
+        this.close(internal);
+      }
+    }
+  }
+
+  #handleFrame(frame: Frame): void {
+    switch (frame.type) {
+      case FrameType.Data:
+      case FrameType.WindowUpdate:
+        this.#handleStreamFrame(frame);
+        return;
+      case FrameType.Ping:
+        this.#handlePing(frame);
+        return;
+      case FrameType.GoAway:
+        this.#handleGoAway(frame);
+        return;
+    }
+  }
+
+  #handleStreamFrame(frame: Frame): void {
+    if (frame.streamID === 0) throw new ProtocolError(`stream frame on stream 0`);
+    if (frame.flags & Flag.SYN) {
+      this.#handleSyn(frame);
+      return;
+    }
+    // A frame for a stream we no longer know is late (it crossed our RST or close): drop it.
+    this.#streams.get(frame.streamID)?.handleFrame(frame);
+  }
+
+  #handleSyn(frame: Frame): void {
+    const { streamID } = frame;
+    const peerParity = this.role === "client" ? 0 : 1;
+    if (streamID % 2 !== peerParity) {
+      throw new ProtocolError(`the peer opened stream ${streamID}, which has this side's ID parity`);
+    }
+    if (this.#streams.has(streamID)) throw new ProtocolError(`duplicate SYN for stream ${streamID}`);
+    if (frame.flags & Flag.RST) return;
+    if (
+      this.#localGoAway ||
+      this.#acceptQueue.length >= this.#acceptBacklog ||
+      this.#streams.size >= this.#maxStreams
+    ) {
+      this.#logger?.warn(`wslis: refusing stream ${streamID} (backlog full, stream limit or GoAway sent)`);
+      this.#write(FrameType.WindowUpdate, Flag.RST, streamID, 0);
+      return;
+    }
+    const stream = this.#newStream(streamID, true);
+    // ACK at once, not on first data: hashicorp/yamux closes the whole session when an ACK is late.
+    this.#write(FrameType.WindowUpdate, Flag.ACK, streamID, this.#window - INITIAL_WINDOW);
+    stream.handleFrame(frame);
+    const waiter = this.#acceptWaiters.shift();
+    if (waiter) waiter.resolve(stream);
+    else this.#acceptQueue.push(stream);
+  }
+
+  #handlePing(frame: Frame): void {
+    if (frame.flags & Flag.SYN) {
+      this.#write(FrameType.Ping, Flag.ACK, 0, frame.length);
+    } else if (frame.flags & Flag.ACK) {
+      const ping = this.#pings.get(frame.length);
+      if (ping === undefined) return;
+      const rtt = this.#timers.now() - ping.start;
+      ping.resolve(rtt);
+      this.dispatchEvent(new CustomEvent("rtt", { detail: rtt }));
+    }
+  }
+
+  #handleGoAway(frame: Frame): void {
+    if (frame.length !== GoAwayCode.Normal) {
+      const what = frame.length === GoAwayCode.ProtocolError ? "protocol error" : `error code ${frame.length}`;
+      this.#transportClosed = true; // the peer is leaving; answering it with GoAway is pointless
+      this.close(new SessionClosedError("ERR_CONNECTION_LOST", `the peer closed the session with GoAway (${what})`));
+      return;
+    }
+    if (this.#remoteGoAway) return;
+    this.#remoteGoAway = true;
+    rejectAll(this.#openWaiters, new RemoteGoAwayError());
+    this.dispatchEvent(new Event("goaway"));
+  }
+
+  // Outbound.
+
+  #write(type: FrameType, flags: number, streamID: number, length: number, body?: Uint8Array): boolean {
+    if (this.#transportClosed) return true;
+    return this.#transport.write(encodeHeader(type, flags, streamID, length), body);
+  }
+
+  #newStream(streamID: number, acked: boolean): Stream {
+    const stream = new Stream(this, streamID, {
+      window: this.#window,
+      acked,
+      closeTimeout: this.#streamCloseTimeout,
+    });
+    this.#streams.set(streamID, stream);
+    return stream;
+  }
+
+  #assertCanOpen(): void {
+    if (this.#closeReason) throw this.#closeReason;
+    if (this.#remoteGoAway) throw new RemoteGoAwayError();
+  }
+
+  #wait<T>(waiters: Waiter<T>[], signal: AbortSignal | undefined): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const waiter: Waiter<T> = {
+        resolve: (value) => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(value);
+        },
+        reject: (error) => {
+          signal?.removeEventListener("abort", onAbort);
+          reject(error);
+        },
+      };
+      const onAbort = () => {
+        const index = waiters.indexOf(waiter);
+        if (index >= 0) waiters.splice(index, 1);
+        reject(abortReason(signal!));
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      waiters.push(waiter);
+    });
+  }
+
+  #scheduleKeepAlive(): void {
+    if (this.#keepAliveInterval === 0 || this.#closeReason) return;
+    this.#keepAliveTimer = this.#timers.setTimeout(() => {
+      this.ping({ timeout: this.#keepAliveTimeout }).then(
+        () => this.#scheduleKeepAlive(),
+        (error: unknown) => {
+          if (!(error instanceof TimeoutError)) return; // the session closed meanwhile
+          this.close(
+            new SessionClosedError(
+              "ERR_KEEPALIVE_TIMEOUT",
+              `the peer did not answer a keepalive ping within ${this.#keepAliveTimeout} ms`,
+            ),
+          );
+        },
+      );
+    }, this.#keepAliveInterval);
+  }
+}
+
+function settleAll(waiters: Waiter<void>[]): void {
+  for (const waiter of waiters.splice(0)) waiter.resolve();
+}
+
+function rejectAll<T>(waiters: Waiter<T>[], error: Error): void {
+  for (const waiter of waiters.splice(0)) waiter.reject(error);
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isInteger(value) || value <= 0) {
+    throw new RangeError(`wslis: ${name} must be a positive integer, not ${String(value)}`);
+  }
+  return value;
+}
+
+function nonNegativeInteger(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 0) {
+    throw new RangeError(`wslis: ${name} must be a non-negative integer, not ${String(value)}`);
+  }
+  return value;
+}

@@ -1,0 +1,344 @@
+/**
+ * One yamux stream as a pair of web streams, with flow control in both directions.
+ *
+ * Receive side: data is queued as it arrives, and window credit goes back to the peer only as the
+ * consumer reads (in `pull`), in WindowUpdates of at least half the window, as hashicorp/yamux does. So an
+ * unread stream holds at most its window, whatever the peer does; a peer sending beyond it is a protocol
+ * error.
+ *
+ * Send side: `write()` sends as much as the send window allows, in Data frames of at most the session's
+ * frame size, then waits (no polling) for the WindowUpdate that brings more credit, and for the transport
+ * to drain when its buffer is full.
+ */
+
+import { ProtocolError, StreamClosedError, StreamResetError } from "../errors.js";
+import { Flag, FrameType, INITIAL_WINDOW, type Frame } from "./frame.js";
+
+/**
+ * Lifecycle of a stream. The SYN/ACK handshake is tracked apart (`acked`): a stream is usable both ways
+ * as soon as it is opened, before its ACK arrives, as in hashicorp/yamux.
+ *
+ * ```
+ *        open(): SYN sent ──┐     ┌── SYN received: ACK sent at once
+ *                           ▼     ▼
+ *                            Open
+ *       close(): FIN sent │       │ FIN received
+ *                         ▼       ▼
+ *                LocalClose       RemoteClose
+ *         FIN received │             │ close(): FIN sent
+ *                      ▼             ▼
+ *                           Closed
+ *
+ *   any state but Closed ── reset(), RST received, session died ──▶ Reset
+ * ```
+ * Closed and Reset are final; the session forgets the stream on entering either.
+ */
+export const StreamState = {
+  Open: "open",
+  LocalClose: "localClose",
+  RemoteClose: "remoteClose",
+  Closed: "closed",
+  Reset: "reset",
+} as const;
+export type StreamState = (typeof StreamState)[keyof typeof StreamState];
+
+/** What a stream needs from its session. */
+export interface StreamHost {
+  /** Largest Data body to send, in bytes. */
+  readonly maxFrameSize: number;
+  /** Sends a control frame (WindowUpdate with flags) without waiting for the transport. */
+  sendWindowUpdate(streamID: number, flags: number, delta: number): void;
+  /** Sends a Data frame; returns a promise when the caller must wait for the transport to drain. */
+  sendData(streamID: number, body: Uint8Array): Promise<void> | undefined;
+  /** The stream got its ACK, or ended before it: frees its slot among unacknowledged opens. */
+  streamAcked(stream: Stream): void;
+  /** The stream reached Closed or Reset. */
+  streamEnded(stream: Stream): void;
+  /** Timers, injected (tests, throttled pages). */
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export interface StreamInit {
+  /** Receive window this side grants, in bytes (at least 256 KiB). */
+  window: number;
+  /** True for a stream the peer opened (its SYN arrived and was ACKed). */
+  acked: boolean;
+  /**
+   * How long after our FIN to wait for the peer's before resetting the stream, in ms; 0 waits forever.
+   */
+  closeTimeout: number;
+}
+
+export class Stream {
+  /** The yamux stream ID: odd when the yamux client opened it, even for the server. */
+  readonly streamID: number;
+  /** Bytes from the peer. Ends at the peer's FIN; errors on reset or when the session dies. */
+  readonly readable: ReadableStream<Uint8Array>;
+  /** Bytes to the peer. Closing it sends FIN after pending writes; aborting it resets the stream. */
+  readonly writable: WritableStream<Uint8Array>;
+  /**
+   * Settles when the stream is finished: resolves once FIN went both ways, rejects with the reason on
+   * reset or when the session dies. Never an unhandled rejection: a handler is attached.
+   */
+  readonly closed: Promise<void>;
+
+  readonly #host: StreamHost;
+  readonly #window: number;
+  readonly #closeTimeout: number;
+  #state: StreamState = StreamState.Open;
+  #acked: boolean;
+  #error: Error | undefined;
+  #resolveClosed!: () => void;
+  #rejectClosed!: (error: Error) => void;
+  #closeTimer: unknown;
+
+  // Receive side.
+  #readController!: ReadableStreamDefaultController<Uint8Array>;
+  readonly #queue: Uint8Array[] = [];
+  /** Bytes the peer may still send before it needs a WindowUpdate. */
+  #recvWindow: number;
+  /** Bytes read by the consumer and not yet returned to the peer as credit. */
+  #consumed = 0;
+  #remoteFin = false;
+  #readCanceled = false;
+  #wakeReader: (() => void) | undefined;
+
+  // Send side.
+  #writeController!: WritableStreamDefaultController;
+  /** Bytes this side may send before it needs a WindowUpdate. */
+  #sendWindow = INITIAL_WINDOW;
+  #wakeWriter: (() => void) | undefined;
+  /** The write in progress, so close() can send FIN after it. */
+  #writing: Promise<void> = Promise.resolve();
+  #finSent = false;
+
+  constructor(host: StreamHost, streamID: number, init: StreamInit) {
+    this.#host = host;
+    this.streamID = streamID;
+    this.#window = init.window;
+    this.#recvWindow = init.window;
+    this.#acked = init.acked;
+    this.#closeTimeout = init.closeTimeout;
+    this.closed = new Promise<void>((resolve, reject) => {
+      this.#resolveClosed = resolve;
+      this.#rejectClosed = reject;
+    });
+    this.closed.catch(() => {});
+
+    this.readable = new ReadableStream<Uint8Array>(
+      {
+        start: (controller) => {
+          this.#readController = controller;
+        },
+        pull: (controller) => this.#pull(controller),
+        cancel: () => this.#cancelRead(),
+      },
+      { highWaterMark: 0 },
+    );
+    this.writable = new WritableStream<Uint8Array>(
+      {
+        start: (controller) => {
+          this.#writeController = controller;
+        },
+        write: (chunk) => (this.#writing = this.#write(chunk)),
+        close: () => this.#sendFin(),
+        abort: () => this.reset(),
+      },
+      { highWaterMark: 1 },
+    );
+  }
+
+  get state(): StreamState {
+    return this.#state;
+  }
+
+  /**
+   * Half-closes the stream: sends FIN once the write in progress is done. Reading goes on until the
+   * peer's FIN. Later writes fail with `ERR_STREAM_CLOSED`.
+   */
+  async close(): Promise<void> {
+    if (this.#finSent || this.#error) return;
+    if (!this.writable.locked) {
+      // Lets writes queued in the WritableStream go first; the sink's close() sends the FIN.
+      await this.writable.close().catch(() => {});
+      return;
+    }
+    await this.#writing.catch(() => {});
+    this.#sendFin();
+  }
+
+  /** Resets the stream (RST): both directions fail at once, here and at the peer. */
+  reset(): void {
+    if (this.#state === StreamState.Closed || this.#state === StreamState.Reset) return;
+    this.#host.sendWindowUpdate(this.streamID, Flag.RST, 0);
+    this.fail(new StreamResetError(this.streamID, false));
+  }
+
+  /** Handles a Data or WindowUpdate frame for this stream. Throws {@link ProtocolError}. */
+  handleFrame(frame: Frame): void {
+    if (frame.flags & Flag.ACK) this.#handleAck();
+    if (frame.flags & Flag.RST) {
+      this.fail(new StreamResetError(this.streamID, true));
+      return;
+    }
+    if (frame.type === FrameType.Data) {
+      this.#handleData(frame.body);
+    } else if (frame.length > 0) {
+      this.#sendWindow += frame.length;
+      this.#wake("writer");
+    }
+    if (frame.flags & Flag.FIN) this.#handleFin();
+  }
+
+  /** Ends the stream with `error` (reset, session death): readers and writers waiting are released. */
+  fail(error: Error): void {
+    if (this.#state === StreamState.Closed || this.#state === StreamState.Reset) return;
+    this.#state = StreamState.Reset;
+    this.#error = error;
+    this.#queue.length = 0;
+    try {
+      this.#readController.error(error);
+    } catch {
+      // The readable already ended (FIN read to the end): nothing to release.
+    }
+    this.#writeController.error(error);
+    this.#wake("reader");
+    this.#wake("writer");
+    this.#end();
+    this.#rejectClosed(error);
+  }
+
+  // Receive side.
+
+  async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    for (;;) {
+      if (this.#error) throw this.#error;
+      const chunk = this.#queue.shift();
+      if (chunk !== undefined) {
+        controller.enqueue(chunk);
+        this.#grant(chunk.length);
+        return;
+      }
+      if (this.#remoteFin) {
+        controller.close();
+        return;
+      }
+      await new Promise<void>((resolve) => (this.#wakeReader = resolve));
+    }
+  }
+
+  #handleData(body: Uint8Array): void {
+    if (body.length > this.#recvWindow) {
+      throw new ProtocolError(
+        `stream ${this.streamID} received ${body.length} bytes with a window of ${this.#recvWindow}`,
+      );
+    }
+    if (body.length === 0) return;
+    this.#recvWindow -= body.length;
+    if (this.#remoteFin || this.#readCanceled || this.#state === StreamState.Reset) {
+      // Nobody will read it: drop it, and give the credit back so a writer is not stuck.
+      this.#grant(body.length);
+      return;
+    }
+    this.#queue.push(body);
+    this.#wake("reader");
+  }
+
+  /** Returns `n` consumed bytes to the peer as window credit, batched to half a window. */
+  #grant(n: number): void {
+    this.#consumed += n;
+    if (this.#consumed < this.#window / 2 || this.#remoteFin || this.#state === StreamState.Reset) return;
+    this.#recvWindow += this.#consumed;
+    this.#host.sendWindowUpdate(this.streamID, 0, this.#consumed);
+    this.#consumed = 0;
+  }
+
+  #cancelRead(): void {
+    this.#readCanceled = true;
+    let dropped = 0;
+    for (const chunk of this.#queue) dropped += chunk.length;
+    this.#queue.length = 0;
+    if (dropped > 0) this.#grant(dropped);
+  }
+
+  #handleFin(): void {
+    if (this.#remoteFin) return;
+    this.#remoteFin = true;
+    this.#wake("reader");
+    if (this.#state === StreamState.Open) {
+      this.#state = StreamState.RemoteClose;
+    } else if (this.#state === StreamState.LocalClose) {
+      this.#finish();
+    }
+  }
+
+  #handleAck(): void {
+    if (this.#acked) return;
+    this.#acked = true;
+    this.#host.streamAcked(this);
+  }
+
+  // Send side.
+
+  async #write(chunk: Uint8Array): Promise<void> {
+    const bytes = toBytes(chunk);
+    let offset = 0;
+    while (offset < bytes.length) {
+      if (this.#error) throw this.#error;
+      if (this.#finSent) throw new StreamClosedError(this.streamID);
+      if (this.#sendWindow === 0) {
+        await new Promise<void>((resolve) => (this.#wakeWriter = resolve));
+        continue;
+      }
+      const n = Math.min(bytes.length - offset, this.#sendWindow, this.#host.maxFrameSize);
+      this.#sendWindow -= n;
+      const drained = this.#host.sendData(this.streamID, bytes.subarray(offset, offset + n));
+      offset += n;
+      if (drained) await drained;
+    }
+  }
+
+  #sendFin(): void {
+    if (this.#finSent || this.#error) return;
+    this.#finSent = true;
+    this.#host.sendWindowUpdate(this.streamID, Flag.FIN, 0);
+    if (this.#state === StreamState.Open) {
+      this.#state = StreamState.LocalClose;
+      if (this.#closeTimeout > 0) {
+        this.#closeTimer = this.#host.setTimeout(() => this.reset(), this.#closeTimeout);
+      }
+    } else if (this.#state === StreamState.RemoteClose) {
+      this.#finish();
+    }
+  }
+
+  // Both sides.
+
+  #finish(): void {
+    this.#state = StreamState.Closed;
+    this.#end();
+    this.#resolveClosed();
+  }
+
+  #end(): void {
+    if (this.#closeTimer !== undefined) this.#host.clearTimeout(this.#closeTimer);
+    if (!this.#acked) this.#handleAck();
+    this.#host.streamEnded(this);
+  }
+
+  #wake(which: "reader" | "writer"): void {
+    const wake = which === "reader" ? this.#wakeReader : this.#wakeWriter;
+    if (which === "reader") this.#wakeReader = undefined;
+    else this.#wakeWriter = undefined;
+    wake?.();
+  }
+}
+
+/** Accepts any binary chunk a writer may hand us; anything else is a caller's bug. */
+function toBytes(chunk: unknown): Uint8Array {
+  if (chunk instanceof Uint8Array) return chunk;
+  if (ArrayBuffer.isView(chunk)) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk);
+  throw new TypeError(`wslis: a stream accepts Uint8Array, ArrayBuffer or ArrayBufferView chunks, not ${typeof chunk}`);
+}
