@@ -1,0 +1,227 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import fc from "fast-check";
+import { ProtocolError } from "../src/errors.js";
+import { Decoder } from "../src/yamux/decode.js";
+import {
+  Flag,
+  FrameType,
+  GoAwayCode,
+  HEADER_SIZE,
+  describeFrame,
+  encodeHeader,
+  hasFlag,
+  readHeader,
+  type Frame,
+} from "../src/yamux/frame.js";
+import { randomBytes, seeded } from "./helpers/memory.js";
+
+const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
+const fromHex = (s: string) => new Uint8Array(Buffer.from(s.replace(/\s+/g, ""), "hex"));
+
+/** Encodes a whole frame (header + body) as the wire carries it. */
+function frameBytes(type: FrameType, flags: number, streamID: number, body: Uint8Array | number): Uint8Array {
+  const length = typeof body === "number" ? body : body.length;
+  const header = encodeHeader(type, flags, streamID, length);
+  if (typeof body === "number") return header;
+  const out = new Uint8Array(HEADER_SIZE + body.length);
+  out.set(header);
+  out.set(body, HEADER_SIZE);
+  return out;
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+}
+
+function decodeAll(decoder: Decoder, chunks: Uint8Array[]): Frame[] {
+  const frames: Frame[] = [];
+  for (const chunk of chunks) frames.push(...decoder.decode(chunk));
+  return frames;
+}
+
+/** Frames compared by value, bodies as hex. */
+function plain(frames: Frame[]) {
+  return frames.map((f) => ({ ...f, body: hex(f.body) }));
+}
+
+describe("frame header codec", () => {
+  // Fixtures written from spec.md's layout: version, type, flags (16), stream ID (32), length (32), big endian.
+  const fixtures: [string, FrameType, number, number, number][] = [
+    ["00 00 0000 00000001 00000005", FrameType.Data, 0, 1, 5],
+    ["00 01 0001 00000003 00000000", FrameType.WindowUpdate, Flag.SYN, 3, 0],
+    ["00 01 0002 00000002 00040000", FrameType.WindowUpdate, Flag.ACK, 2, 256 * 1024],
+    ["00 00 0005 00000007 00000010", FrameType.Data, Flag.SYN | Flag.FIN, 7, 16],
+    ["00 01 0008 fffffffe 00000000", FrameType.WindowUpdate, Flag.RST, 0xfffffffe, 0],
+    ["00 02 0001 00000000 deadbeef", FrameType.Ping, Flag.SYN, 0, 0xdeadbeef],
+    ["00 02 0002 00000000 deadbeef", FrameType.Ping, Flag.ACK, 0, 0xdeadbeef],
+    ["00 03 0000 00000000 00000001", FrameType.GoAway, 0, 0, GoAwayCode.ProtocolError],
+    ["00 01 000f 00000009 ffffffff", FrameType.WindowUpdate, 0xf, 9, 0xffffffff],
+  ];
+
+  for (const [wire, type, flags, streamID, length] of fixtures) {
+    test(`encodes and decodes ${wire}`, () => {
+      assert.equal(hex(encodeHeader(type, flags, streamID, length)), wire.replace(/\s+/g, ""));
+      assert.deepEqual(readHeader(fromHex(wire), 0), { version: 0, type, flags, streamID, length });
+    });
+  }
+
+  test("flags are bits: every combination survives and is tested bit by bit", () => {
+    for (let flags = 0; flags < 16; flags++) {
+      const header = readHeader(encodeHeader(FrameType.Data, flags, 1, 0), 0);
+      assert.equal(header.flags, flags);
+      assert.equal(hasFlag(header.flags, Flag.SYN), (flags & 1) !== 0);
+      assert.equal(hasFlag(header.flags, Flag.ACK), (flags & 2) !== 0);
+      assert.equal(hasFlag(header.flags, Flag.FIN), (flags & 4) !== 0);
+      assert.equal(hasFlag(header.flags, Flag.RST), (flags & 8) !== 0);
+    }
+  });
+
+  test("reads a header at an offset inside a larger buffer", () => {
+    const buffer = concat([new Uint8Array([9, 9, 9]), encodeHeader(FrameType.Ping, Flag.ACK, 0, 42)]);
+    assert.deepEqual(readHeader(buffer.subarray(1), 2), { version: 0, type: 2, flags: 2, streamID: 0, length: 42 });
+  });
+
+  test("describes frames for logs", () => {
+    assert.equal(describeFrame(readHeader(encodeHeader(FrameType.Data, Flag.SYN | Flag.FIN, 3, 5), 0)), "Data[SYN|FIN] id=3 len=5");
+  });
+
+  test("round-trips any header (property)", () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(0, 1, 2, 3),
+        fc.integer({ min: 0, max: 0xffff }),
+        fc.integer({ min: 0, max: 0xffffffff }),
+        fc.integer({ min: 0, max: 0xffffffff }),
+        (type, flags, streamID, length) => {
+          const header = readHeader(encodeHeader(type as FrameType, flags, streamID, length), 0);
+          assert.deepEqual(header, { version: 0, type, flags, streamID, length });
+        },
+      ),
+    );
+  });
+});
+
+describe("incremental decoder", () => {
+  const sequence = (): Uint8Array[] => [
+    frameBytes(FrameType.WindowUpdate, Flag.SYN, 1, 0),
+    frameBytes(FrameType.Data, 0, 1, new TextEncoder().encode("hola")),
+    frameBytes(FrameType.Ping, Flag.SYN, 0, 7),
+    frameBytes(FrameType.Data, Flag.FIN, 1, randomBytes(70_000, 3)),
+    frameBytes(FrameType.Data, 0, 3, new Uint8Array(0)),
+    frameBytes(FrameType.GoAway, 0, 0, GoAwayCode.Normal),
+  ];
+
+  test("many frames in one message", () => {
+    const frames = decodeAll(new Decoder(), [concat(sequence())]);
+    assert.equal(frames.length, 6);
+    assert.equal(new TextDecoder().decode(frames[1]!.body), "hola");
+    assert.equal(frames[3]!.body.length, 70_000);
+    assert.equal(frames[3]!.flags, Flag.FIN);
+    assert.equal(frames[4]!.body.length, 0);
+  });
+
+  test("a header split over two messages, and header and body as two messages (as Go sends them)", () => {
+    const whole = decodeAll(new Decoder(), [concat(sequence())]);
+    const data = frameBytes(FrameType.Data, 0, 1, new TextEncoder().encode("hola"));
+    const goStyle = decodeAll(new Decoder(), [data.subarray(0, 5), data.subarray(5, 12), data.subarray(12)]);
+    assert.deepEqual(plain(goStyle), plain([whole[1]!]));
+  });
+
+  test("a 1 MiB body over 40 messages", () => {
+    const body = randomBytes(1024 * 1024, 9);
+    const bytes = frameBytes(FrameType.Data, 0, 5, body);
+    const size = Math.ceil(bytes.length / 40);
+    const chunks = Array.from({ length: 40 }, (_, i) => bytes.subarray(i * size, (i + 1) * size));
+    const frames = decodeAll(new Decoder({ maxDataLength: 2 * 1024 * 1024 }), chunks);
+    assert.equal(frames.length, 1);
+    assert.equal(Buffer.compare(frames[0]!.body, body), 0);
+  });
+
+  test("byte by byte yields the same frames", () => {
+    const stream = concat(sequence());
+    const one = decodeAll(new Decoder(), Array.from(stream, (b) => new Uint8Array([b])));
+    assert.deepEqual(plain(one), plain(decodeAll(new Decoder(), [stream])));
+  });
+
+  test("any random re-chunking of a long sequence yields the same frames (200 seeds)", () => {
+    const parts: Uint8Array[] = [];
+    const random = seeded(42);
+    for (let i = 0; i < 300; i++) {
+      const kind = Math.floor(random() * 4);
+      if (kind === 0) parts.push(frameBytes(FrameType.Data, Math.floor(random() * 16), 1 + 2 * i, randomBytes(Math.floor(random() * 5000), i)));
+      else if (kind === 1) parts.push(frameBytes(FrameType.WindowUpdate, Math.floor(random() * 16), 2 + 2 * i, Math.floor(random() * 2 ** 32)));
+      else if (kind === 2) parts.push(frameBytes(FrameType.Ping, Flag.SYN, 0, i));
+      else parts.push(frameBytes(FrameType.GoAway, 0, 0, 0));
+    }
+    const stream = concat(parts);
+    const expected = plain(decodeAll(new Decoder(), [stream]));
+    assert.equal(expected.length, 300);
+    for (let seed = 0; seed < 200; seed++) {
+      const r = seeded(seed);
+      const chunks: Uint8Array[] = [];
+      for (let offset = 0; offset < stream.length; ) {
+        const n = 1 + Math.floor(r() * (r() < 0.3 ? 20 : 30_000));
+        chunks.push(stream.subarray(offset, offset + n));
+        offset += n;
+      }
+      const decoder = new Decoder();
+      assert.deepEqual(plain(decodeAll(decoder, chunks)), expected, `seed ${seed}`);
+      assert.ok(decoder.idle);
+    }
+  });
+
+  test("a body within one chunk is a view of it (no copy)", () => {
+    const bytes = frameBytes(FrameType.Data, 0, 1, randomBytes(1000));
+    const [frame] = decodeAll(new Decoder(), [bytes]);
+    assert.equal(frame!.body.buffer, bytes.buffer);
+  });
+
+  test("rejects a bad version, an unknown type and an oversized data frame before buffering it", () => {
+    assert.throws(() => decodeAll(new Decoder(), [fromHex("01 00 0000 00000001 00000000")]), ProtocolError);
+    assert.throws(() => decodeAll(new Decoder(), [fromHex("00 04 0000 00000001 00000000")]), /unknown frame type 4/);
+    assert.throws(
+      () => decodeAll(new Decoder({ maxDataLength: 1024 }), [fromHex("00 00 0000 00000001 00000401")]),
+      (e: unknown) => e instanceof ProtocolError && e.code === "ERR_PROTOCOL" && /exceeds/.test(e.message),
+    );
+    // Length on a non-Data frame is not a body length: a huge window delta is fine.
+    assert.equal(decodeAll(new Decoder({ maxDataLength: 1 }), [fromHex("00 01 0000 00000001 ffffffff")]).length, 1);
+  });
+
+  test("fuzz: random bytes either decode or throw ProtocolError, never anything else", () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ maxLength: 64 }), { maxLength: 20 }), (chunks) => {
+        const decoder = new Decoder({ maxDataLength: 4096 });
+        try {
+          for (const chunk of chunks) for (const frame of decoder.decode(chunk)) assert.ok(frame.type <= 3);
+        } catch (error) {
+          assert.ok(error instanceof ProtocolError, String(error));
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test("fuzz: mutated valid streams either decode or throw ProtocolError", () => {
+    const stream = concat(sequence());
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.nat(stream.length - 1), fc.integer({ min: 0, max: 255 })), { maxLength: 8 }), (mutations) => {
+        const copy = stream.slice();
+        for (const [at, value] of mutations) copy[at] = value;
+        const decoder = new Decoder({ maxDataLength: 256 * 1024 });
+        try {
+          decodeAll(decoder, [copy]);
+        } catch (error) {
+          assert.ok(error instanceof ProtocolError, String(error));
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});

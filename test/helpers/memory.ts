@@ -1,0 +1,221 @@
+/**
+ * Two yamux transports joined in memory, for session tests without sockets.
+ *
+ * Bytes are delivered asynchronously (a macrotask per batch, as a socket would), optionally re-split at
+ * random points so sessions see frames cut anywhere. Backpressure is modelled: a write returns false
+ * once more than `highWaterMark` bytes are in flight, and `drain` fires when delivery brings it back down.
+ */
+
+import { Session, type SessionOptions, type Transport, type TransportSink } from "../../src/yamux/session.js";
+
+export interface MemoryPairOptions {
+  /** Re-split the byte stream at random points (seeded by `random`). Default false. */
+  rechunk?: boolean;
+  random?: () => number;
+  /** Bytes in flight one way above which `write` returns false. Default 1 MiB. */
+  highWaterMark?: number;
+}
+
+export interface MemoryEnd extends Transport {
+  /** Every byte this end has written, in order. */
+  readonly written: Uint8Array[];
+  /** Stop delivering to the peer (frozen peer: nothing is lost, nothing arrives). */
+  freeze(): void;
+  /** Feed raw bytes to this end's session as if the peer sent them. */
+  inject(bytes: Uint8Array): void;
+  /** Drop the connection as if the network failed (the peer sees close with an error). */
+  fail(error: Error): void;
+  readonly closedByLocal: boolean;
+}
+
+export function memoryPair(options: MemoryPairOptions = {}): [MemoryEnd, MemoryEnd] {
+  const a = new End(options);
+  const b = new End(options);
+  a.peer = b;
+  b.peer = a;
+  return [a, b];
+}
+
+class End implements MemoryEnd {
+  peer!: End;
+  readonly written: Uint8Array[] = [];
+  closedByLocal = false;
+  #sink: TransportSink | undefined;
+  #early: Uint8Array[] = [];
+  #inFlight = 0;
+  #needDrain = false;
+  #frozen = false;
+  #closed = false;
+  #notified = false;
+  #outbox: Uint8Array[] = [];
+  #scheduled = false;
+  readonly #options: MemoryPairOptions;
+
+  constructor(options: MemoryPairOptions) {
+    this.#options = options;
+  }
+
+  start(sink: TransportSink): void {
+    this.#sink = sink;
+    for (const chunk of this.#early.splice(0)) sink.data(chunk);
+  }
+
+  write(header: Uint8Array, body?: Uint8Array): boolean {
+    if (this.#closed) return true;
+    const bytes = new Uint8Array(header.length + (body?.length ?? 0));
+    bytes.set(header, 0);
+    if (body) bytes.set(body, header.length);
+    this.written.push(bytes);
+    this.#inFlight += bytes.length;
+    this.#outbox.push(bytes);
+    this.#schedule();
+    if (this.#inFlight > (this.#options.highWaterMark ?? 1024 * 1024)) {
+      this.#needDrain = true;
+      return false;
+    }
+    return true;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.closedByLocal = true;
+    this.#shut(undefined);
+  }
+
+  freeze(): void {
+    this.#frozen = true;
+  }
+
+  inject(bytes: Uint8Array): void {
+    this.receive(bytes);
+  }
+
+  fail(error: Error): void {
+    this.#shut(error);
+  }
+
+  receive(chunk: Uint8Array): void {
+    if (this.#closed) return;
+    if (this.#sink) this.#sink.data(chunk);
+    else this.#early.push(chunk);
+  }
+
+  /** Both ends learn of the close after in-flight bytes, as with a socket. */
+  #shut(error: Error | undefined): void {
+    this.#closed = true;
+    setTimeout(() => {
+      this.remoteClosed(error);
+      this.peer.remoteClosed(error);
+    }, 0);
+  }
+
+  /** Tells this end's session that the connection is gone (once). */
+  remoteClosed(error: Error | undefined): void {
+    if (this.#notified) return;
+    this.#notified = true;
+    this.#closed = true;
+    this.#sink?.close(error);
+  }
+
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => this.#flush());
+  }
+
+  #flush(): void {
+    this.#scheduled = false;
+    if (this.#frozen) return;
+    const batch = this.#outbox.splice(0);
+    for (const bytes of batch) {
+      for (const piece of this.#split(bytes)) this.peer.receive(piece);
+      this.#inFlight -= bytes.length;
+    }
+    if (this.#needDrain && this.#inFlight <= (this.#options.highWaterMark ?? 1024 * 1024) / 4) {
+      this.#needDrain = false;
+      this.#sink?.drain();
+    }
+  }
+
+  #split(bytes: Uint8Array): Uint8Array[] {
+    if (!this.#options.rechunk || bytes.length < 2) return [bytes];
+    const random = this.#options.random ?? Math.random;
+    const pieces: Uint8Array[] = [];
+    let offset = 0;
+    while (offset < bytes.length) {
+      const n = 1 + Math.floor(random() * Math.min(bytes.length - offset, 20_000));
+      pieces.push(bytes.subarray(offset, offset + n));
+      offset += n;
+    }
+    return pieces;
+  }
+}
+
+/** A client (odd IDs, like the wslis server) and a server (even IDs, like the device) joined in memory. */
+export function sessionPair(
+  options: Partial<SessionOptions> & { pair?: MemoryPairOptions } = {},
+): { client: Session; server: Session; clientEnd: MemoryEnd; serverEnd: MemoryEnd } {
+  const { pair, ...sessionOptions } = options;
+  const [clientEnd, serverEnd] = memoryPair(pair);
+  const base = { keepAliveInterval: 0, ...sessionOptions };
+  const client = new Session(clientEnd, { ...base, role: "client" });
+  const server = new Session(serverEnd, { ...base, role: "server" });
+  return { client, server, clientEnd, serverEnd };
+}
+
+/** Deterministic PRNG (mulberry32) so random splits are reproducible from a seed. */
+export function seeded(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Reads a stream to the end and returns all its bytes. */
+export async function readAll(readable: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for await (const chunk of readable) {
+    chunks.push(chunk);
+    length += chunk.length;
+  }
+  const out = new Uint8Array(length);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
+/** Pseudo-random bytes, reproducible from a seed. */
+export function randomBytes(length: number, seed = 1): Uint8Array {
+  const random = seeded(seed);
+  const out = new Uint8Array(length);
+  for (let i = 0; i < length; i++) out[i] = (random() * 256) | 0;
+  return out;
+}
+
+/** Rejects if `promise` does not settle within `ms`. */
+export function within<T>(ms: number, promise: Promise<T>, what = "operation"): Promise<T> {
+  let timer: ReturnType<typeof setTimeout>;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms);
+    }),
+  ]);
+}
+
+/** Waits for `predicate` to hold, polling every 5 ms, for at most `ms`. */
+export async function until(predicate: () => boolean, ms = 2000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`${what} did not hold within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
