@@ -83,6 +83,8 @@ export interface SessionOptions {
   streamCloseTimeout?: number;
   timers?: Timers;
   logger?: Logger;
+  /** @internal First stream ID this side opens (tests of ID exhaustion). Must have the role's parity. */
+  firstStreamID?: number;
 }
 
 const defaultTimers: Timers = {
@@ -147,7 +149,10 @@ export class Session extends EventTarget implements StreamHost {
       throw new TypeError(`wslis: session role must be "client" or "server", not ${String(options.role)}`);
     }
     this.role = options.role;
-    this.#nextStreamID = options.role === "client" ? 1 : 2;
+    this.#nextStreamID = options.firstStreamID ?? (options.role === "client" ? 1 : 2);
+    if (this.#nextStreamID % 2 !== (options.role === "client" ? 1 : 0)) {
+      throw new RangeError(`wslis: a ${options.role} opens ${options.role === "client" ? "odd" : "even"} stream IDs`);
+    }
     this.#acceptBacklog = positiveInteger("acceptBacklog", options.acceptBacklog ?? 256);
     this.#maxUnackedOpens = positiveInteger("maxUnackedOpens", options.maxUnackedOpens ?? 256);
     this.#maxStreams = positiveInteger("maxStreams", options.maxStreams ?? 4096);

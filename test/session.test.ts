@@ -1,0 +1,426 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { describe, test } from "node:test";
+import { WslisError } from "../src/errors.js";
+import { Flag, FrameType, GoAwayCode, HEADER_SIZE, INITIAL_WINDOW, encodeHeader, readHeader } from "../src/yamux/frame.js";
+import { Session } from "../src/yamux/session.js";
+import type { Stream } from "../src/yamux/stream.js";
+import { memoryPair, randomBytes, readAll, seeded, sessionPair, until, within, type MemoryEnd } from "./helpers/memory.js";
+
+const text = (s: string) => new TextEncoder().encode(s);
+const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+const hasCode = (code: string) => (e: unknown) => e instanceof WslisError && e.code === code;
+
+/** Frames one end wrote, decoded from its raw bytes (each write is one frame in the memory pair). */
+function framesWritten(end: MemoryEnd) {
+  return end.written.map((bytes) => ({ ...readHeader(bytes, 0), bodyLength: bytes.length - HEADER_SIZE }));
+}
+
+async function write(stream: Stream, bytes: Uint8Array, close = true): Promise<void> {
+  const writer = stream.writable.getWriter();
+  await writer.write(bytes);
+  if (close) await writer.close();
+  writer.releaseLock();
+}
+
+function echo(stream: Stream): Promise<void> {
+  return stream.readable.pipeTo(stream.writable);
+}
+
+describe("session pair in memory", () => {
+  test("open/accept both ways, echo", async () => {
+    const { client, server } = sessionPair();
+    const [toServer, fromClient] = await Promise.all([client.open(), server.accept()]);
+    assert.equal(toServer.streamID, 1);
+    assert.equal(fromClient.streamID, 1);
+    const [toClient, fromServer] = await Promise.all([server.open(), client.accept()]);
+    assert.equal(toClient.streamID, 2);
+    assert.equal(fromServer.streamID, 2);
+
+    void echo(fromClient);
+    void echo(fromServer);
+    await write(toServer, text("hola"));
+    await write(toClient, text("chau"));
+    assert.equal(new TextDecoder().decode(await readAll(toServer.readable)), "hola");
+    assert.equal(new TextDecoder().decode(await readAll(toClient.readable)), "chau");
+    await within(1000, Promise.all([toServer.closed, fromClient.closed, toClient.closed, fromServer.closed]));
+    assert.equal(client.numStreams, 0);
+    assert.equal(server.numStreams, 0);
+    client.close();
+  });
+
+  test("an accepted stream is ACKed at once, before accept() and before any data", async () => {
+    const { client, serverEnd } = sessionPair();
+    await client.open();
+    await until(() => serverEnd.written.length > 0, 1000, "ACK");
+    const [ack] = framesWritten(serverEnd);
+    assert.equal(ack!.type, FrameType.WindowUpdate);
+    assert.equal(ack!.flags, Flag.ACK);
+    assert.equal(ack!.streamID, 1);
+    client.close();
+  });
+
+  test("echo survives any re-chunking of the byte stream (20 seeds, 300 KiB each)", async () => {
+    for (let seed = 0; seed < 20; seed++) {
+      const { client, server } = sessionPair({ pair: { rechunk: true, random: seeded(seed) } });
+      const payload = randomBytes(300 * 1024, seed);
+      void server.accept().then(echo);
+      const stream = await client.open();
+      const [, back] = await Promise.all([write(stream, payload), readAll(stream.readable)]);
+      assert.equal(sha(back), sha(payload), `seed ${seed}`);
+      client.close();
+    }
+  });
+
+  test("1,000 concurrent streams, each with its own payload", async () => {
+    const { client, server } = sessionPair();
+    void (async () => {
+      for (;;) void echo(await server.accept());
+    })().catch(() => {});
+    const results = await within(
+      20_000,
+      Promise.all(
+        Array.from({ length: 1000 }, async (_, i) => {
+          const stream = await client.open();
+          const payload = randomBytes(1000 + i, i);
+          const [, back] = await Promise.all([write(stream, payload), readAll(stream.readable)]);
+          return sha(back) === sha(payload);
+        }),
+      ),
+    );
+    assert.equal(results.filter(Boolean).length, 1000);
+    await until(() => client.numStreams === 0 && server.numStreams === 0, 2000, "streams to close");
+    client.close();
+  });
+
+  test("data larger than the window is split and arrives whole", async () => {
+    const { client, server, clientEnd } = sessionPair();
+    const payload = randomBytes(3 * 1024 * 1024, 5);
+    const accepted = server.accept();
+    const stream = await client.open();
+    const [, back] = await Promise.all([write(stream, payload), accepted.then((s) => readAll(s.readable))]);
+    assert.equal(sha(back), sha(payload));
+    const data = framesWritten(clientEnd).filter((f) => f.type === FrameType.Data);
+    assert.ok(data.every((f) => f.length <= client.maxFrameSize), "no frame beyond maxFrameSize");
+    client.close();
+  });
+
+  describe("half-close", () => {
+    test("the opener closes first; the other direction stays usable", async () => {
+      const { client, server } = sessionPair();
+      const accepted = server.accept();
+      const stream = await client.open();
+      await write(stream, text("question"));
+      const peer = await accepted;
+      assert.equal(new TextDecoder().decode(await readAll(peer.readable)), "question");
+      await write(peer, text("answer after the FIN"));
+      assert.equal(new TextDecoder().decode(await readAll(stream.readable)), "answer after the FIN");
+      await within(1000, Promise.all([stream.closed, peer.closed]));
+      client.close();
+    });
+
+    test("the acceptor closes first; the opener can still write", async () => {
+      const { client, server } = sessionPair();
+      const accepted = server.accept();
+      const stream = await client.open();
+      await write(stream, text("x"), false);
+      const peer = await accepted;
+      await write(peer, text("early answer"));
+      assert.equal(new TextDecoder().decode(await readAll(stream.readable)), "early answer");
+      await write(stream, text("late data"));
+      assert.equal(new TextDecoder().decode(await readAll(peer.readable)), "xlate data");
+      await within(1000, Promise.all([stream.closed, peer.closed]));
+      client.close();
+    });
+
+    test("Conn.close() sends FIN after the write in progress, even with a locked writable", async () => {
+      const { client, server } = sessionPair();
+      const accepted = server.accept();
+      const stream = await client.open();
+      const writer = stream.writable.getWriter();
+      const big = randomBytes(600 * 1024, 2); // beyond the window: the write waits for credit
+      const writing = writer.write(big);
+      const closing = stream.close();
+      const peer = await accepted;
+      const got = await readAll(peer.readable);
+      await Promise.all([writing, closing]);
+      assert.equal(sha(got), sha(big));
+      await assert.rejects(writer.write(text("more")), hasCode("ERR_STREAM_CLOSED"));
+      client.close();
+    });
+  });
+
+  test("RST: the peer's reader and pending writer fail at once with ERR_STREAM_RESET", async () => {
+    const { client, server } = sessionPair();
+    const accepted = server.accept();
+    const stream = await client.open();
+    await write(stream, text("hi"), false);
+    const peer = await accepted;
+    const reader = peer.readable.getReader();
+    assert.equal(new TextDecoder().decode((await reader.read()).value), "hi");
+    const pendingRead = reader.read();
+    // A writer stuck on a full window (nobody reads the other way).
+    const writer = peer.writable.getWriter();
+    const pendingWrite = writer.write(randomBytes(INITIAL_WINDOW + 1));
+    stream.reset();
+    await within(1000, assert.rejects(pendingRead, (e: any) => hasCode("ERR_STREAM_RESET")(e) && e.remote === true));
+    await within(1000, assert.rejects(pendingWrite, hasCode("ERR_STREAM_RESET")));
+    await within(1000, assert.rejects(peer.closed, hasCode("ERR_STREAM_RESET")));
+    await assert.rejects(stream.closed, (e: any) => e.remote === false);
+    assert.equal(server.numStreams, 0);
+    client.close();
+  });
+
+  test("aborting the writable resets the stream", async () => {
+    const { client, server } = sessionPair();
+    const accepted = server.accept();
+    const stream = await client.open();
+    await stream.writable.abort(new Error("changed my mind"));
+    const peer = await accepted;
+    await within(1000, assert.rejects(readAll(peer.readable), hasCode("ERR_STREAM_RESET")));
+    client.close();
+  });
+
+  test("GoAway: open() on the other side rejects, live streams go on, new SYNs get RST", async () => {
+    const { client, server } = sessionPair();
+    const accepted = server.accept();
+    const live = await client.open();
+    const peer = await accepted;
+    server.goAway();
+    await until(() => client.remoteGoAway, 1000, "GoAway to arrive");
+    await assert.rejects(client.open(), hasCode("ERR_REMOTE_GOAWAY"));
+    void echo(peer);
+    await write(live, text("still here"));
+    assert.equal(new TextDecoder().decode(await readAll(live.readable)), "still here");
+    client.close();
+  });
+
+  test("a SYN after our GoAway is answered with RST", async () => {
+    const { server, serverEnd } = sessionPair();
+    server.goAway();
+    serverEnd.written.length = 0;
+    serverEnd.inject(encodeHeader(FrameType.WindowUpdate, Flag.SYN, 1, 0));
+    const frames = framesWritten(serverEnd);
+    assert.deepEqual(
+      frames.map((f) => [f.type, f.flags, f.streamID]),
+      [[FrameType.WindowUpdate, Flag.RST, 1]],
+    );
+    server.close();
+  });
+
+  test("backlog overflow: SYNs beyond the accept backlog get RST", async () => {
+    const { client, server } = sessionPair({ acceptBacklog: 4 });
+    const streams = await Promise.all(Array.from({ length: 6 }, () => client.open()));
+    // The refused ones are reset; the 4 in the backlog stay open (their `closed` does not settle).
+    const resets = await Promise.all(
+      streams.map((s) => Promise.race([s.closed.then(() => false, () => true), new Promise((r) => setTimeout(() => r(false), 200))])),
+    );
+    assert.deepEqual(resets, [false, false, false, false, true, true]);
+    for (let i = 0; i < 4; i++) assert.equal((await server.accept()).streamID, 2 * i + 1);
+    client.close();
+  });
+
+  test("a reader that never reads: the sender stops at the 256 KiB window, receiver memory bounded", async () => {
+    const { client, server, clientEnd } = sessionPair();
+    const accepted = server.accept();
+    const stream = await client.open();
+    const writer = stream.writable.getWriter();
+    let finished = false;
+    void writer.write(randomBytes(4 * 1024 * 1024)).then(() => (finished = true), () => {});
+    await accepted;
+    await new Promise((r) => setTimeout(r, 300));
+    const sent = framesWritten(clientEnd)
+      .filter((f) => f.type === FrameType.Data)
+      .reduce((n, f) => n + f.bodyLength, 0);
+    assert.equal(sent, INITIAL_WINDOW, "exactly one window of data is in flight");
+    assert.equal(finished, false);
+    client.close();
+  });
+
+  test("credit is granted as the consumer reads, and a slow reader gets everything without stalls", async () => {
+    const { client, server } = sessionPair();
+    const accepted = server.accept();
+    const stream = await client.open();
+    const payload = randomBytes(2 * 1024 * 1024, 8);
+    const writing = write(stream, payload);
+    const peer = await accepted;
+    const reader = peer.readable.getReader();
+    const chunks: Uint8Array[] = [];
+    let reads = 0;
+    for (;;) {
+      const { value, done } = await within(2000, reader.read(), "read");
+      if (done) break;
+      chunks.push(value);
+      if (++reads % 4 === 0) await new Promise((r) => setTimeout(r, 2)); // a slow consumer
+    }
+    await writing;
+    assert.equal(sha(Buffer.concat(chunks)), sha(payload));
+    client.close();
+  });
+
+  test("a SYN's window delta is honoured: a larger window lets the peer send more before waiting", async () => {
+    const { client, server, serverEnd } = sessionPair({ streamWindow: 1024 * 1024 });
+    const stream = await client.open(); // SYN carries delta 768 KiB
+    const peer = await server.accept();
+    const writer = peer.writable.getWriter();
+    void writer.write(randomBytes(2 * 1024 * 1024)).catch(() => {});
+    await new Promise((r) => setTimeout(r, 300));
+    const sent = framesWritten(serverEnd)
+      .filter((f) => f.type === FrameType.Data)
+      .reduce((n, f) => n + f.bodyLength, 0);
+    assert.equal(sent, 1024 * 1024);
+    assert.ok(stream);
+    client.close();
+  });
+
+  test("ping measures a round trip both ways", async () => {
+    const { client, server } = sessionPair();
+    const rtts: number[] = [];
+    client.addEventListener("rtt", (e) => rtts.push((e as CustomEvent<number>).detail));
+    const rtt = await client.ping();
+    assert.ok(rtt >= 0 && rtt < 1000);
+    assert.equal(rtts.length, 1);
+    assert.ok((await server.ping()) >= 0);
+    client.close();
+  });
+
+  test("keepalive: a frozen peer is detected; the session and every stream fail with ERR_KEEPALIVE_TIMEOUT", async () => {
+    const { client, server, serverEnd } = sessionPair({ keepAliveInterval: 50, keepAliveTimeout: 100 });
+    const accepted = server.accept();
+    const stream = await client.open();
+    await accepted;
+    serverEnd.freeze(); // the device stops answering without closing anything
+    const reason = await within(1000, client.closed);
+    assert.equal((reason as WslisError).code, "ERR_KEEPALIVE_TIMEOUT");
+    await assert.rejects(stream.closed, hasCode("ERR_KEEPALIVE_TIMEOUT"));
+    await assert.rejects(client.open(), hasCode("ERR_KEEPALIVE_TIMEOUT"));
+    server.close();
+  });
+
+  test("session end: pending accept, open, read, write and ping reject at once with the reason", async () => {
+    const { client, server } = sessionPair();
+    const accepted = server.accept();
+    const stream = await client.open();
+    const peer = await accepted;
+    const pendingAccept = server.accept();
+    const pendingRead = stream.readable.getReader().read();
+    const pendingWrite = peer.writable.getWriter().write(randomBytes(INITIAL_WINDOW + 10));
+    const pendingPing = client.ping({ timeout: 5000 });
+    const before = Date.now();
+    client.close();
+    await assert.rejects(pendingRead, hasCode("ERR_SESSION_CLOSED"));
+    await assert.rejects(pendingPing, hasCode("ERR_SESSION_CLOSED"));
+    await within(1000, assert.rejects(pendingAccept, hasCode("ERR_CONNECTION_LOST")));
+    await within(1000, assert.rejects(pendingWrite, hasCode("ERR_CONNECTION_LOST")));
+    assert.ok(Date.now() - before < 500);
+    // The peer saw our GoAway and then the connection close.
+    assert.equal(server.remoteGoAway, true);
+  });
+
+  test("stream-ID exhaustion: open() rejects with ERR_STREAMS_EXHAUSTED", async () => {
+    const [end] = memoryPair();
+    const client = new Session(end, { role: "client", keepAliveInterval: 0, firstStreamID: 0xffff_fffd });
+    assert.equal((await client.open()).streamID, 0xffff_fffd);
+    assert.equal((await client.open()).streamID, 0xffff_ffff);
+    await assert.rejects(client.open(), hasCode("ERR_STREAMS_EXHAUSTED"));
+    client.close();
+  });
+
+  test("maxStreams: open() beyond it rejects with ERR_TOO_MANY_STREAMS", async () => {
+    const { client } = sessionPair({ maxStreams: 2 });
+    await client.open();
+    await client.open();
+    await assert.rejects(client.open(), hasCode("ERR_TOO_MANY_STREAMS"));
+    client.close();
+  });
+
+  test("open() waits for a slot when too many opens are unacknowledged, and honours its signal", async () => {
+    const { client, serverEnd } = sessionPair({ maxUnackedOpens: 2 });
+    serverEnd.freeze(); // no ACK comes back
+    await client.open();
+    await client.open();
+    const controller = new AbortController();
+    const third = client.open({ signal: controller.signal });
+    controller.abort();
+    await assert.rejects(third, { name: "AbortError" });
+    client.close();
+  });
+
+  test("writes reject non-binary chunks with a TypeError", async () => {
+    const { client } = sessionPair();
+    const stream = await client.open();
+    await assert.rejects(stream.writable.getWriter().write("text" as unknown as Uint8Array), TypeError);
+    client.close();
+  });
+
+  test("options are validated eagerly", () => {
+    const [end] = memoryPair();
+    assert.throws(() => new Session(end, { role: "peer" as "client" }), TypeError);
+    assert.throws(() => new Session(end, { role: "client", streamWindow: 1000 }), RangeError);
+    assert.throws(() => new Session(end, { role: "client", acceptBacklog: 0 }), RangeError);
+    assert.throws(() => new Session(end, { role: "client", firstStreamID: 2 }), RangeError);
+  });
+});
+
+describe("protocol violations close the session with GoAway(protocol error)", () => {
+  const cases: [string, Uint8Array][] = [
+    ["bad version", new Uint8Array([1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0])],
+    ["unknown type", encodeHeader(7 as FrameType, 0, 1, 0)],
+    ["wrong ID parity (the peer opens an even stream on a server)", encodeHeader(FrameType.WindowUpdate, Flag.SYN, 2, 0)],
+    ["stream frame on stream 0", encodeHeader(FrameType.Data, 0, 0, 0)],
+  ];
+  for (const [name, bytes] of cases) {
+    test(name, async () => {
+      const [end, other] = memoryPair();
+      const session = new Session(end, { role: "server", keepAliveInterval: 0 });
+      end.inject(bytes);
+      const reason = await within(1000, session.closed);
+      assert.equal((reason as WslisError).code, "ERR_PROTOCOL");
+      const goAway = framesWritten(end).find((f) => f.type === FrameType.GoAway);
+      assert.equal(goAway?.length, GoAwayCode.ProtocolError);
+      assert.ok(other);
+    });
+  }
+
+  test("duplicate SYN", async () => {
+    const [end] = memoryPair();
+    const session = new Session(end, { role: "server", keepAliveInterval: 0 });
+    end.inject(encodeHeader(FrameType.WindowUpdate, Flag.SYN, 1, 0));
+    end.inject(encodeHeader(FrameType.WindowUpdate, Flag.SYN, 1, 0));
+    assert.match((await within(1000, session.closed)).message, /duplicate SYN/);
+  });
+
+  test("data beyond the receive window", async () => {
+    const [end] = memoryPair();
+    const session = new Session(end, { role: "server", keepAliveInterval: 0 });
+    end.inject(encodeHeader(FrameType.WindowUpdate, Flag.SYN, 1, 0));
+    const body = new Uint8Array(INITIAL_WINDOW);
+    const frame = new Uint8Array(HEADER_SIZE + body.length);
+    frame.set(encodeHeader(FrameType.Data, 0, 1, body.length));
+    end.inject(frame); // exactly the window: fine
+    end.inject(encodeHeader(FrameType.Data, 0, 1, 1));
+    end.inject(new Uint8Array(1)); // one byte more: a violation
+    const reason = await within(1000, session.closed);
+    assert.match(reason.message, /window/);
+    const stream = await session.accept().catch((e) => e);
+    assert.ok(stream instanceof Error || stream.streamID === 1);
+  });
+
+  test("GoAway(protocol error) from the peer ends the session", async () => {
+    const [end] = memoryPair();
+    const session = new Session(end, { role: "server", keepAliveInterval: 0 });
+    end.inject(encodeHeader(FrameType.GoAway, 0, 0, GoAwayCode.ProtocolError));
+    const reason = await within(1000, session.closed);
+    assert.equal((reason as WslisError).code, "ERR_CONNECTION_LOST");
+    assert.match(reason.message, /protocol error/);
+  });
+
+  test("frames for unknown streams are dropped, not fatal", async () => {
+    const { client, clientEnd } = sessionPair();
+    clientEnd.inject(encodeHeader(FrameType.WindowUpdate, 0, 99, 1000));
+    clientEnd.inject(encodeHeader(FrameType.WindowUpdate, Flag.RST, 97, 0));
+    assert.equal(client.closeReason, undefined);
+    assert.ok((await client.ping()) >= 0);
+    client.close();
+  });
+});
