@@ -29,11 +29,13 @@ export type ErrorCode =
 
 /** Base class of every wslis error. */
 export class WslisError extends Error {
+  // Each class spells its name out: minifiers (ours, and the bundlers of apps that embed the SDK) rename
+  // classes, so `new.target.name` would read "l" in a bundle.
+  override name = "WslisError";
   readonly code: ErrorCode;
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
-    this.name = new.target.name;
   }
 }
 
@@ -42,6 +44,7 @@ export class WslisError extends Error {
  * SYN, wrong stream-ID parity...). The session answers it with a GoAway carrying {@link goAwayCode}.
  */
 export class ProtocolError extends WslisError {
+  override name = "ProtocolError";
   readonly goAwayCode: GoAwayCode;
   constructor(message: string, goAwayCode: GoAwayCode = GoAwayCode.ProtocolError) {
     super("ERR_PROTOCOL", `yamux protocol error: ${message}`);
@@ -51,6 +54,7 @@ export class ProtocolError extends WslisError {
 
 /** The stream was reset (RST), by the peer or locally; both directions are dead. */
 export class StreamResetError extends WslisError {
+  override name = "StreamResetError";
   /** True when the peer sent the RST, false when this side called `reset()`. */
   readonly remote: boolean;
   constructor(streamID: number, remote: boolean) {
@@ -61,6 +65,7 @@ export class StreamResetError extends WslisError {
 
 /** A write was attempted after the local side of the stream was closed (FIN sent). */
 export class StreamClosedError extends WslisError {
+  override name = "StreamClosedError";
   constructor(streamID: number) {
     super("ERR_STREAM_CLOSED", `stream ${streamID} is closed for writing`);
   }
@@ -77,6 +82,7 @@ export class StreamClosedError extends WslisError {
  * - `ERR_PROTOCOL`: see {@link ProtocolError} (the session closes with that error itself).
  */
 export class SessionClosedError extends WslisError {
+  override name = "SessionClosedError";
   constructor(
     code: "ERR_SESSION_CLOSED" | "ERR_CONNECTION_LOST" | "ERR_KEEPALIVE_TIMEOUT" | "ERR_REPLACED" | "ERR_SERVER_SHUTDOWN",
     message: string,
@@ -88,6 +94,7 @@ export class SessionClosedError extends WslisError {
 
 /** The peer sent GoAway: it accepts no new streams on this session. */
 export class RemoteGoAwayError extends WslisError {
+  override name = "RemoteGoAwayError";
   constructor() {
     super("ERR_REMOTE_GOAWAY", "the peer sent GoAway and accepts no new streams on this session");
   }
@@ -95,6 +102,7 @@ export class RemoteGoAwayError extends WslisError {
 
 /** A limit on streams was reached: `ERR_STREAMS_EXHAUSTED` (stream IDs used up) or `ERR_TOO_MANY_STREAMS`. */
 export class StreamLimitError extends WslisError {
+  override name = "StreamLimitError";
   constructor(code: "ERR_STREAMS_EXHAUSTED" | "ERR_TOO_MANY_STREAMS", message: string) {
     super(code, message);
   }
@@ -102,6 +110,7 @@ export class StreamLimitError extends WslisError {
 
 /** An operation took longer than its timeout (ping, handshake, dial, fetch). */
 export class TimeoutError extends WslisError {
+  override name = "TimeoutError";
   constructor(what: string, ms: number) {
     super("ERR_TIMEOUT", `${what} timed out after ${ms} ms`);
   }
@@ -112,6 +121,7 @@ export class TimeoutError extends WslisError {
  * (Node does; browsers do not). Code `ERR_UNAUTHORIZED` for 401/403: reconnecting will not help.
  */
 export class HandshakeError extends WslisError {
+  override name = "HandshakeError";
   readonly status: number | undefined;
   constructor(message: string, status?: number, options?: { cause?: unknown }) {
     super(status === 401 || status === 403 ? "ERR_UNAUTHORIZED" : "ERR_HANDSHAKE", message, options);
@@ -121,6 +131,7 @@ export class HandshakeError extends WslisError {
 
 /** `accept()` was called on, or was waiting on, a closed Listener. */
 export class ListenerClosedError extends WslisError {
+  override name = "ListenerClosedError";
   constructor(options?: { cause?: unknown }) {
     super("ERR_LISTENER_CLOSED", "the listener is closed", options);
   }
@@ -128,6 +139,7 @@ export class ListenerClosedError extends WslisError {
 
 /** Reverse HTTP failed: the device's answer was not valid HTTP/1.1, or the exchange broke off. */
 export class HttpError extends WslisError {
+  override name = "HttpError";
   constructor(message: string, options?: { cause?: unknown }) {
     super("ERR_HTTP", message, options);
   }
