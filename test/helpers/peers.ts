@@ -296,11 +296,16 @@ export function duplexTransport(duplex: Duplex, options: DuplexTransportOptions 
         closed = true;
         sink.close(error);
       };
-      duplex.on("data", (chunk: Buffer) => sink.data(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength)));
-      duplex.on("drain", () => sink.drain());
-      duplex.once("end", () => finish());
-      duplex.once("close", () => finish());
-      duplex.once("error", (error: Error) => finish(error));
+      // Inbound events are handed over in a microtask (FIFO, so in order): a socket never calls back
+      // into its writer, but a Transform like yamux-js answers from inside our write() call, and the
+      // session is not meant to be re-entered from its own transport.write().
+      duplex.on("data", (chunk: Buffer) =>
+        queueMicrotask(() => sink.data(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength))),
+      );
+      duplex.on("drain", () => queueMicrotask(() => sink.drain()));
+      duplex.once("end", () => queueMicrotask(() => finish()));
+      duplex.once("close", () => queueMicrotask(() => finish()));
+      duplex.once("error", (error: Error) => queueMicrotask(() => finish(error)));
     },
     write(header, body) {
       if (closed) return true;
