@@ -15,12 +15,9 @@ export const nodePlatform: Platform = {
     const options = headers ? { headers: Object.fromEntries(headers) } : {};
     const ws = new Ctor(url, protocols, options);
     if (ws instanceof WebSocket) {
-      ws.on("unexpected-response", (request, response) => {
-        refused(response.statusCode ?? 0);
-        response.resume();
-        request.destroy();
-        // ws reports the aborted handshake as an error, then a close; openWebSocket() turns them into
-        // a HandshakeError carrying the status.
+      ws.on("unexpected-response", (_request, response) => {
+        response.destroy();
+        refused(response.statusCode ?? 0); // openWebSocket() rejects with the status and closes `ws`
       });
     }
     return ws as WebSocketLike;

@@ -95,3 +95,32 @@ export class Metrics {
     };
   }
 }
+
+/** Renders a snapshot in the Prometheus text format (metric names prefixed `wslis_`). */
+export function toPrometheus(m: MetricsSnapshot): string {
+  const lines: string[] = [];
+  const metric = (name: string, type: string, help: string, samples: [string, number][]) => {
+    lines.push(`# HELP wslis_${name} ${help}`, `# TYPE wslis_${name} ${type}`);
+    for (const [labels, value] of samples) lines.push(`wslis_${name}${labels} ${value}`);
+  };
+  const labelled = (label: string, values: Record<string, number>): [string, number][] =>
+    Object.entries(values).map(([key, value]) => [`{${label}="${key}"}`, value]);
+  metric("devices", "gauge", "Devices connected now.", [["", m.devices]]);
+  metric("streams", "gauge", "Streams open now.", [["", m.streams]]);
+  metric("sessions_opened_total", "counter", "Sessions established.", [["", m.sessionsOpened]]);
+  metric("sessions_closed_total", "counter", "Sessions ended, by reason.", labelled("reason", m.sessionsClosed));
+  metric("upgrades_refused_total", "counter", "Upgrades refused before the WebSocket, by reason.", labelled("reason", m.refused));
+  metric("bytes_received_total", "counter", "yamux bytes received from devices.", [["", m.bytesIn]]);
+  metric("bytes_sent_total", "counter", "yamux bytes sent to devices.", [["", m.bytesOut]]);
+  metric(
+    "ping_rtt_milliseconds",
+    "histogram",
+    "Ping round-trip times.",
+    [
+      ...Object.entries(m.rtt.buckets).map(([le, n]): [string, number] => [`_bucket{le="${le}"}`, n]),
+      ["_sum", m.rtt.sum],
+      ["_count", m.rtt.count],
+    ],
+  );
+  return lines.join("\n") + "\n";
+}

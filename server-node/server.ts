@@ -12,11 +12,11 @@ import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import WebSocket, { WebSocketServer } from "ws";
 import { SessionClosedError } from "../src/errors.js";
-import { webSocketTransport } from "../src/transport.js";
+import { CloseCode, webSocketTransport } from "../src/transport.js";
 import { HEADER_SIZE } from "../src/yamux/frame.js";
 import { Session, type SessionOptions } from "../src/yamux/session.js";
 import { Dialer } from "./dialer.js";
-import { Metrics } from "./metrics.js";
+import { Metrics, toPrometheus } from "./metrics.js";
 
 /** What `authorize` may answer: true to accept; false or a refusal to answer with an HTTP error. */
 export type Authorization = boolean | { status: 401 | 403 | number; reason?: string };
@@ -33,6 +33,14 @@ export interface ServerOptions {
    * (or the status given); the device's listener stops reconnecting on 401/403. Default: everyone.
    */
   authorize?: (request: IncomingMessage) => Authorization | Promise<Authorization>;
+  /**
+   * Browsers cannot read the HTTP status of a refused WebSocket handshake, so a browser device refused
+   * with plain 401/403 cannot tell "refused" from "server down" and keeps retrying. When true, requests
+   * that carry an Origin header (browsers) and fail `authorize` are upgraded and closed at once with
+   * close code 4401/4403 (no yamux byte is sent), which makes the browser listener stop and surface
+   * `ERR_UNAUTHORIZED`. Default false: every refusal is plain HTTP.
+   */
+  refuseBrowsersWithCloseCode?: boolean;
   /**
    * Browser origins allowed to connect: a list of exact origins (`"https://kiosk.example.com"`) or a
    * predicate. Requests without an Origin header (non-browser devices) always pass. Default: same origin
@@ -163,6 +171,11 @@ export class Server extends EventTarget {
     return this.#metrics.snapshot({ devices: this.devices.size, streams });
   }
 
+  /** The same metrics in the Prometheus text exposition format (serve it on your /metrics route). */
+  prometheus(): string {
+    return toPrometheus(this.metrics());
+  }
+
   /**
    * Handles an HTTP upgrade request from an existing `http`/`https` server:
    * `httpServer.on("upgrade", (req, socket, head) => server.handleUpgrade(req, socket, head))`.
@@ -197,6 +210,12 @@ export class Server extends EventTarget {
           const status = verdict === false ? 401 : verdict.status;
           const reason = verdict === false ? "unauthorized" : (verdict.reason ?? "unauthorized");
           this.#metrics.refused("unauthorized");
+          if (options.refuseBrowsersWithCloseCode && request.headers.origin !== undefined && (status === 401 || status === 403)) {
+            this.#wss.handleUpgrade(request, socket, head, (ws) =>
+              ws.close(status === 401 ? CloseCode.Unauthorized : CloseCode.Forbidden, reason.slice(0, 120)),
+            );
+            return;
+          }
           return refuse(socket, status, reason);
         }
       }
@@ -229,18 +248,16 @@ export class Server extends EventTarget {
     this.#dialers.add(dialer);
     this.#metrics.opened();
 
+    // Events in order for a replacement: replace, disconnect (previous, ERR_REPLACED), connect (new).
     const previous = this.devices.set(dialer);
     if (previous) {
-      previous.close(new SessionClosedError("ERR_REPLACED", `device ${id} connected again; this session was replaced`));
       this.#emit("replace", { dialer, previous });
+      const reason = new SessionClosedError("ERR_REPLACED", `device ${id} connected again; this session was replaced`);
+      previous.close(reason);
+      this.#retire(previous, reason);
     }
     this.#emit("connect", { dialer });
-    void session.closed.then((reason) => {
-      this.#dialers.delete(dialer);
-      this.devices.delete(dialer);
-      this.#metrics.closed(reason);
-      this.#emit("disconnect", { dialer, reason });
-    });
+    void session.closed.then((reason) => this.#retire(dialer, reason));
 
     Promise.resolve()
       .then(() => this.#handler(dialer))
@@ -248,6 +265,14 @@ export class Server extends EventTarget {
         this.#logger.error(`wslis: the handler failed for device ${id}; closing its connection`, error);
         dialer.close(new SessionClosedError("ERR_SESSION_CLOSED", "the server's handler failed", { cause: error }));
       });
+  }
+
+  /** Forgets a device that is gone and tells listeners, once. */
+  #retire(dialer: Dialer, reason: Error): void {
+    if (!this.#dialers.delete(dialer)) return;
+    this.devices.delete(dialer);
+    this.#metrics.closed(reason);
+    this.#emit("disconnect", { dialer, reason });
   }
 
   /** Starts an HTTP server on `addr` ("host:port", ":port" or a port number) that upgrades to wslis. */
@@ -259,6 +284,8 @@ export class Server extends EventTarget {
         maxHeaderSize: this.#options.maxHeaderSize ?? 16 * 1024,
         headersTimeout: this.#options.handshakeTimeout ?? 10_000,
         requestTimeout: this.#options.handshakeTimeout ?? 10_000,
+        // Node checks those timeouts every 30 s by default; a client that never upgrades would linger.
+        connectionsCheckingInterval: Math.min(1000, this.#options.handshakeTimeout ?? 10_000),
       },
       (_request, response) => {
         response.writeHead(426, { "Content-Type": "text/plain", Connection: "close", Upgrade: "websocket" });
@@ -266,8 +293,14 @@ export class Server extends EventTarget {
       },
     );
     http.on("upgrade", (request, socket, head) => this.handleUpgrade(request, socket, head));
-    http.on("clientError", (error, socket: Socket) => {
-      if (socket.writable) refuse(socket, (error as { code?: string }).code === "HPE_HEADER_OVERFLOW" ? 431 : 400, "bad request");
+    http.on("clientError", (error: Error & { code?: string }, socket: Socket) => {
+      const [status, reason] =
+        error.code === "HPE_HEADER_OVERFLOW"
+          ? [431, "request header fields too large"]
+          : error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+            ? [408, "the upgrade request took too long"]
+            : [400, "bad request"];
+      if (socket.writable) refuse(socket, status, reason);
       else socket.destroy();
     });
     this.#http = http;
@@ -364,6 +397,7 @@ function refuse(socket: Duplex, status: number, reason: string): void {
 function httpReason(status: number): string {
   const reasons: Record<number, string> = {
     400: "Bad Request",
+    408: "Request Timeout",
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",

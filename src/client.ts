@@ -58,7 +58,7 @@ export interface Platform {
   /**
    * Opens a WebSocket. `headers` is only given on platforms that can send them. `refused` is called
    * with the HTTP status when the server answered the upgrade with a non-101 status and the runtime
-   * tells it.
+   * tells it; the caller then closes the socket.
    */
   open(
     WebSocket: WebSocketConstructor,
@@ -220,12 +220,17 @@ export class Listener extends EventTarget implements AsyncIterable<Conn> {
     for (const waiter of this.#sessionWaiters.splice(0)) waiter.resolve(session);
     this.#emit("connect", { attempt: this.#attempt });
     // A server that drains sends GoAway: dial a new session now, let this one finish its streams.
-    session.addEventListener("goaway", () => this.#lost(session, connectedAt), { once: true });
-    void session.closed.then(() => this.#lost(session, connectedAt));
+    session.addEventListener("goaway", () => this.#lost(session, connectedAt, "goaway"), { once: true });
+    void session.closed.then(() => this.#lost(session, connectedAt, "closed"));
   }
 
-  #lost(session: Session, connectedAt: number): void {
+  /**
+   * The session ended, or announced it will (GoAway). With reconnection on, a new session is dialed at
+   * once while a GoAway'd one finishes its streams; without it, a GoAway'd session is left to drain.
+   */
+  #lost(session: Session, connectedAt: number, how: "goaway" | "closed"): void {
     if (this.#session !== session) return;
+    if (how === "goaway" && !this.#reconnect) return;
     this.#session = undefined;
     this.#sessionLost.abort();
     if (this.#closeReason) return;
@@ -337,8 +342,7 @@ function openWebSocket(
   const timeout = options.handshakeTimeout ?? 10_000;
   const Ctor = (options.WebSocket ?? platform.WebSocket)!;
   return new Promise<Transport>((resolve, reject) => {
-    let status: number | undefined;
-    const ws = platform.open(Ctor, url, protocols, headers, (s) => (status = s));
+    const ws = platform.open(Ctor, url, protocols, headers, (status) => fail(refusal(url, status)));
     const timer = setTimeout(() => fail(new TimeoutError(`WebSocket handshake with ${redact(url)}`, timeout)), timeout);
     const onAbort = () => fail(abortReason(signal));
     const onOpen = () => {
@@ -346,13 +350,13 @@ function openWebSocket(
       resolve(webSocketTransport(ws));
     };
     const onError = () => {
-      // The close event that follows (or the refusal status) says more; wait a tick for it.
-      setTimeout(() => fail(refusal(url, status)), 0);
+      // The close event that follows may say more; wait a tick for it.
+      setTimeout(() => fail(refusal(url, undefined)), 0);
     };
     const onClose = (event: { code: number; reason: string }) => {
       if (event.code === CloseCode.Unauthorized || event.code === CloseCode.Forbidden) {
         fail(new HandshakeError(`the server refused this device: ${event.reason || event.code}`, event.code - 4000));
-      } else fail(refusal(url, status, event.code));
+      } else fail(refusal(url, undefined, event.code));
     };
     function cleanup() {
       clearTimeout(timer);
@@ -366,6 +370,8 @@ function openWebSocket(
       if (failed) return;
       failed = true;
       cleanup();
+      // Closing a connecting socket makes `ws` (Node) emit one more error; with no listener it would throw.
+      ws.addEventListener("error", () => {});
       try {
         ws.close();
       } catch {
@@ -391,9 +397,12 @@ function redact(url: string): string {
   return `${u.protocol}//${u.host}${u.pathname}`;
 }
 
-/** Errors after which redialing cannot help. */
+/**
+ * Errors after which redialing cannot help: the server refused this device, or a newer connection with
+ * the same device id replaced it (redialing would replace that one in turn, forever).
+ */
 function isFinal(error: Error): boolean {
-  return error instanceof WslisError && error.code === "ERR_UNAUTHORIZED";
+  return error instanceof WslisError && (error.code === "ERR_UNAUTHORIZED" || error.code === "ERR_REPLACED");
 }
 
 async function resolve<T>(provider: Provider<T> | undefined): Promise<T | undefined> {

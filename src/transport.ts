@@ -109,6 +109,9 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
   }
 
   ws.binaryType = "arraybuffer";
+  // The close event that follows an error says all we need; but `ws` (Node) throws an error event
+  // nobody listens to, so listen, for good.
+  ws.addEventListener("error", ignore);
   ws.addEventListener("message", onMessage);
   ws.addEventListener("close", onClose);
   if (ws.readyState !== OPEN) finish(new SessionClosedError("ERR_CONNECTION_LOST", "the WebSocket is not open"));
@@ -139,6 +142,8 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
     },
   };
 }
+
+function ignore(): void {}
 
 /** The WebSocket close code and reason for a session that ended with `reason`. */
 export function closeCodeFor(reason: Error | undefined): [number, string] {

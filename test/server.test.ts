@@ -1,0 +1,280 @@
+import assert from "node:assert/strict";
+import { connect } from "node:net";
+import { after, describe, test } from "node:test";
+import { dialAndListen, type Listener } from "../server-node/device.js";
+import { Server, WslisError, type Dialer } from "../server-node/index.js";
+import { readAll, until, within } from "./helpers/memory.js";
+import { quiet, rawUpgrade, startServer } from "./helpers/net.js";
+
+const hasCode = (code: string) => (e: unknown) => e instanceof WslisError && e.code === code;
+const text = (s: string) => new TextEncoder().encode(s);
+
+const cleanup: (() => unknown)[] = [];
+after(async () => {
+  for (const fn of cleanup.reverse()) await fn();
+});
+
+/** A device that echoes every stream; closed after the test file. */
+async function echoDevice(url: string, options: Parameters<typeof dialAndListen>[1] = {}): Promise<Listener> {
+  const listener = await dialAndListen(url, { reconnect: false, ...options });
+  cleanup.push(() => listener.close());
+  void (async () => {
+    for await (const conn of listener) void conn.readable.pipeTo(conn.writable).catch(() => {});
+  })();
+  return listener;
+}
+
+async function roundTrip(dialer: Dialer, message: string): Promise<string> {
+  const conn = await dialer.dial();
+  const writer = conn.writable.getWriter();
+  await writer.write(text(message));
+  await writer.close();
+  return new TextDecoder().decode(await readAll(conn.readable));
+}
+
+describe("authorization before the upgrade", () => {
+  test("a refusal is plain HTTP 401/403: no 101, the handler never runs", async () => {
+    let handled = 0;
+    const { server, port, url } = await startServer(() => void handled++, {
+      authorize: (req) => {
+        const token = new URL(req.url!, "http://x").searchParams.get("token");
+        if (token === "good") return true;
+        if (token === "banned") return { status: 403, reason: "device banned" };
+        return false;
+      },
+    });
+    cleanup.push(() => server.close());
+    const none = await rawUpgrade(port);
+    assert.equal(none.status, 401);
+    assert.doesNotMatch(none.head, /101/);
+    const banned = await rawUpgrade(port, {}, "/?token=banned");
+    assert.equal(banned.status, 403);
+    assert.equal((await rawUpgrade(port, {}, "/?token=good")).status, 101);
+
+    // The Node device surfaces the status and does not retry.
+    let attempts = 0;
+    await assert.rejects(
+      dialAndListen(url, { params: () => (attempts++, { token: "bad" }), reconnect: { initialDelay: 10 } }),
+      (e: any) => hasCode("ERR_UNAUTHORIZED")(e) && e.status === 401,
+    );
+    assert.equal(attempts, 1);
+    await echoDevice(url, { params: { token: "good" } });
+    await until(() => handled === 2, 2000, "handler for the good device");
+    assert.deepEqual(server.metrics().refused, { unauthorized: 3 });
+  });
+
+  test("a throwing authorize answers 500 and the server lives on", async () => {
+    const { server, port } = await startServer(() => {}, {
+      authorize: () => {
+        throw new Error("database down");
+      },
+    });
+    cleanup.push(() => server.close());
+    assert.equal((await rawUpgrade(port)).status, 500);
+    assert.equal((await rawUpgrade(port)).status, 500);
+  });
+
+  test("refuseBrowsersWithCloseCode: a browser-like device is told 4401 and stops with ERR_UNAUTHORIZED", async () => {
+    const { server, url } = await startServer(() => {}, {
+      authorize: () => false,
+      refuseBrowsersWithCloseCode: true,
+      allowedOrigins: ["http://kiosk.test"],
+    });
+    cleanup.push(() => server.close());
+    // The handshake itself succeeds (that is how the close code reaches a browser); the listener then
+    // closes with the reason and makes no second attempt.
+    let attempts = 0;
+    const listener = await dialAndListen(url, {
+      headers: { Origin: "http://kiosk.test" },
+      params: () => (attempts++, {}),
+      reconnect: { initialDelay: 10 },
+    });
+    const reason = await within(2000, listener.closed);
+    assert.ok(hasCode("ERR_UNAUTHORIZED")(reason), String(reason));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(attempts, 1);
+  });
+
+  test("origins: same-origin by default, allow-list or predicate when given", async () => {
+    const { server, port } = await startServer(() => {});
+    cleanup.push(() => server.close());
+    assert.equal((await rawUpgrade(port, { Origin: "http://evil.test" })).status, 403);
+    assert.equal((await rawUpgrade(port, { Origin: `http://127.0.0.1:${port}` })).status, 101);
+    assert.equal((await rawUpgrade(port)).status, 101, "non-browser clients send no Origin");
+
+    const listed = await startServer(() => {}, { allowedOrigins: ["https://kiosk.example.com"] });
+    cleanup.push(() => listed.server.close());
+    assert.equal((await rawUpgrade(listed.port, { Origin: "https://kiosk.example.com" })).status, 101);
+    assert.equal((await rawUpgrade(listed.port, { Origin: "https://other.example.com" })).status, 403);
+
+    const predicate = await startServer(() => {}, { allowedOrigins: (origin) => origin.endsWith(".corp.test") });
+    cleanup.push(() => predicate.server.close());
+    assert.equal((await rawUpgrade(predicate.port, { Origin: "https://a.corp.test" })).status, 101);
+    assert.equal((await rawUpgrade(predicate.port, { Origin: "https://a.corp.test.evil" })).status, 403);
+    assert.equal(predicate.server.metrics().refused.origin, 1);
+  });
+
+  test("token via protocols: the server echoes the chosen subprotocol", async () => {
+    let seen: string | undefined;
+    const { server, url } = await startServer((d) => void (seen = d.protocol), {
+      selectProtocol: (protocols) => [...protocols].find((p) => p.startsWith("token.")) ?? false,
+      authorize: (req) => String(req.headers["sec-websocket-protocol"]).includes("token.s3cret"),
+    });
+    cleanup.push(() => server.close());
+    const listener = await echoDevice(url, { protocols: ["wslis", "token.s3cret"] });
+    await until(() => seen !== undefined, 2000, "handler");
+    assert.equal(seen, "token.s3cret");
+    assert.ok(listener.session);
+  });
+
+  test("identify: deviceId param, then DeviceId header, then a custom function", async () => {
+    const ids: string[] = [];
+    const { server, url } = await startServer((d) => void ids.push(d.id));
+    cleanup.push(() => server.close());
+    await echoDevice(url, { params: { deviceId: "from-param" } });
+    await echoDevice(url, { headers: { DeviceId: "from-header" } });
+    await until(() => ids.length === 2, 2000, "two handlers");
+    assert.deepEqual(ids.sort(), ["from-header", "from-param"]);
+    assert.deepEqual([...server.devices.keys()].sort(), ["from-header", "from-param"]);
+
+    const custom = await startServer(() => {}, { identify: (req) => String(req.headers["x-serial"]) });
+    cleanup.push(() => custom.server.close());
+    await echoDevice(custom.url, { headers: { "X-Serial": "SN-1" } });
+    await until(() => custom.server.devices.has("SN-1"), 2000, "SN-1 registered");
+  });
+});
+
+describe("registry", () => {
+  test("one session per id: the newest wins; the old one gets GoAway and ERR_REPLACED, events in order", async () => {
+    const events: string[] = [];
+    const { server, url } = await startServer(() => {});
+    cleanup.push(() => server.close());
+    for (const type of ["connect", "disconnect", "replace"]) {
+      server.addEventListener(type, (e) => {
+        const d = (e as CustomEvent).detail;
+        events.push(`${type}:${d.dialer.id}${d.reason ? `:${d.reason.code}` : ""}`);
+      });
+    }
+    const first = await echoDevice(url, { params: { deviceId: "kiosk-1" } });
+    await until(() => server.devices.size === 1, 2000, "first device");
+    const oldDialer = server.devices.get("kiosk-1")!;
+    // A read in flight on the old session (the echo never ends: no FIN sent); its outcome is kept at once.
+    const pendingOnOld = oldDialer.dial().then((c) => readAll(c.readable)).then(() => undefined, (e: unknown) => e);
+
+    const second = await echoDevice(url, { params: { deviceId: "kiosk-1" } });
+    await until(() => server.devices.get("kiosk-1") !== oldDialer, 2000, "replacement");
+    assert.ok(hasCode("ERR_REPLACED")(await within(1000, pendingOnOld)));
+    assert.equal((await within(1000, oldDialer.closed) as WslisError).code, "ERR_REPLACED");
+    assert.deepEqual(events, ["connect:kiosk-1", "replace:kiosk-1", "disconnect:kiosk-1:ERR_REPLACED", "connect:kiosk-1"]);
+
+    // The replaced device learns why and does not fight back by redialing.
+    const reason = await within(2000, first.closed);
+    assert.equal((reason as WslisError).code, "ERR_REPLACED");
+    assert.equal(server.devices.size, 1);
+    assert.equal(await roundTrip(server.devices.get("kiosk-1")!, "still served"), "still served");
+    assert.ok(second.session);
+  });
+});
+
+describe("limits", () => {
+  test("maxDevices: the next upgrade gets 503 before any WebSocket", async () => {
+    const { server, url, port } = await startServer(() => {}, { maxDevices: 2 });
+    cleanup.push(() => server.close());
+    await echoDevice(url, { params: { deviceId: "a" } });
+    await echoDevice(url, { params: { deviceId: "b" } });
+    assert.equal((await rawUpgrade(port)).status, 503);
+    assert.equal(server.metrics().refused.capacity, 1);
+  });
+
+  test("an oversized upgrade head gets 431; a client that never upgrades is dropped after handshakeTimeout", async () => {
+    const { server, port } = await startServer(() => {}, { maxHeaderSize: 2048, handshakeTimeout: 300 });
+    cleanup.push(() => server.close());
+    assert.equal((await rawUpgrade(port, { "X-Big": "x".repeat(4096) })).status, 431);
+    const socket = connect(port, "127.0.0.1");
+    let answer = "";
+    await within(
+      3000,
+      new Promise<void>((resolve) => {
+        socket.on("data", (chunk) => (answer += chunk.toString()));
+        socket.on("close", () => resolve());
+        socket.on("error", () => {});
+        socket.write("GET / HTTP/1.1\r\nHost: x\r\n"); // and never finish the head
+      }),
+      "the idle socket to be dropped",
+    );
+    assert.match(answer, /^HTTP\/1\.1 408 /);
+  });
+
+  test("a failing handler is logged and closes only that device", async () => {
+    const logged: unknown[] = [];
+    let calls = 0;
+    const { server, url } = await startServer(
+      (d) => {
+        calls++;
+        if (d.id === "bad") throw new Error("handler bug");
+      },
+      { logger: { warn() {}, error: (...args: unknown[]) => void logged.push(args) } },
+    );
+    cleanup.push(() => server.close());
+    const bad = await echoDevice(url, { params: { deviceId: "bad" } });
+    await echoDevice(url, { params: { deviceId: "good" } });
+    await within(2000, bad.closed);
+    await until(() => calls === 2 && server.devices.size === 1, 2000, "one device left");
+    assert.equal(logged.length, 1);
+    assert.equal(await roundTrip(server.devices.get("good")!, "alive"), "alive");
+  });
+
+  test("options are validated eagerly", () => {
+    assert.throws(() => new Server(() => {}, { maxDevices: 0 }), RangeError);
+    assert.throws(() => new Server("nope" as never), TypeError);
+  });
+});
+
+describe("drain and metrics", () => {
+  test("close(): GoAway, in-flight streams finish, then devices see ERR_SERVER_SHUTDOWN", async () => {
+    const { server, url, port } = await startServer(() => {}, { drainTimeout: 3000, logger: quiet });
+    const listener = await dialAndListen(url, { params: { deviceId: "d" }, reconnect: false });
+    cleanup.push(() => listener.close());
+    await until(() => server.devices.size === 1, 2000, "device");
+    const dialer = server.devices.get("d")!;
+    const conn = await dialer.dial();
+    const deviceConn = await listener.accept();
+    const closing = server.close();
+    await until(() => listener.session?.remoteGoAway === true, 1000, "GoAway at the device");
+    await assert.rejects(rawUpgrade(port), /ECONNREFUSED/, "no new devices while draining");
+    // The in-flight stream still works during the drain.
+    const writer = conn.writable.getWriter();
+    await writer.write(text("last words"));
+    await writer.close();
+    assert.equal(new TextDecoder().decode(await readAll(deviceConn.readable)), "last words");
+    await deviceConn.close();
+    await readAll(conn.readable);
+    await within(2000, closing);
+    const reason = await within(2000, listener.closed);
+    assert.equal((reason as WslisError).code, "ERR_SERVER_SHUTDOWN");
+    await assert.rejects(rawUpgrade(port), /ECONNREFUSED/, "the port is closed");
+  });
+
+  test("metrics: devices, sessions by reason, streams, bytes and RTT histogram; Prometheus text", async () => {
+    const { server, url } = await startServer(() => {});
+    cleanup.push(() => server.close());
+    const a = await echoDevice(url, { params: { deviceId: "m1" } });
+    await echoDevice(url, { params: { deviceId: "m2" } });
+    await until(() => server.devices.size === 2, 2000, "devices");
+    await roundTrip(server.devices.get("m2")!, "x".repeat(1000));
+    await server.devices.get("m2")!.ping();
+    await a.close();
+    await until(() => server.devices.size === 1, 2000, "m1 gone");
+    const m = server.metrics();
+    assert.equal(m.devices, 1);
+    assert.equal(m.sessionsOpened, 2);
+    assert.deepEqual(m.sessionsClosed, { ERR_CONNECTION_LOST: 1 });
+    assert.ok(m.bytesIn > 1000 && m.bytesOut > 1000);
+    assert.equal(m.rtt.count, 1);
+    assert.equal(m.rtt.buckets["+Inf"], 1);
+    const text = server.prometheus();
+    assert.match(text, /^wslis_devices 1$/m);
+    assert.match(text, /^wslis_sessions_closed_total\{reason="ERR_CONNECTION_LOST"\} 1$/m);
+    assert.match(text, /^wslis_ping_rtt_milliseconds_count 1$/m);
+  });
+});
