@@ -4,7 +4,15 @@
  * redials with full-jitter exponential backoff and goes on yielding streams of the new session.
  */
 
-import { HandshakeError, ListenerClosedError, SessionClosedError, TimeoutError, WslisError, abortReason } from "./errors.js";
+import {
+  HandshakeError,
+  ListenerClosedError,
+  RemoteGoAwayError,
+  SessionClosedError,
+  TimeoutError,
+  WslisError,
+  abortReason,
+} from "./errors.js";
 import { CloseCode, webSocketTransport, type WebSocketConstructor, type WebSocketLike } from "./transport.js";
 import { Session, type SessionOptions, type Transport } from "./yamux/session.js";
 import type { Stream } from "./yamux/stream.js";
@@ -234,7 +242,8 @@ export class Listener extends EventTarget implements AsyncIterable<Conn> {
     this.#session = undefined;
     this.#sessionLost.abort();
     if (this.#closeReason) return;
-    const reason = session.closeReason ?? new SessionClosedError("ERR_SERVER_SHUTDOWN", "the server sent GoAway");
+    // A GoAway comes before the close: the server is draining this session (shutdown, or closing us).
+    const reason = session.closeReason ?? new RemoteGoAwayError();
     if (this.#reconnect && Date.now() - connectedAt >= this.#reconnect.stableAfter) this.#attempt = 0;
     const retryIn = this.#retryDelay(reason);
     this.#emit("disconnect", { error: reason, retryIn });

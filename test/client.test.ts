@@ -1,0 +1,144 @@
+import assert from "node:assert/strict";
+import { createServer } from "node:net";
+import { after, describe, test } from "node:test";
+import { dialAndListen as browserDialAndListen } from "../src/index.js";
+import { dialAndListen, type Listener } from "../server-node/device.js";
+import { WslisError, type Dialer } from "../server-node/index.js";
+import { readAll, until, within } from "./helpers/memory.js";
+import { startServer } from "./helpers/net.js";
+
+const hasCode = (code: string) => (e: unknown) => e instanceof WslisError && e.code === code;
+const cleanup: (() => unknown)[] = [];
+after(async () => {
+  for (const fn of cleanup.reverse()) await fn();
+});
+
+/** A TCP server that accepts connections and never answers: a handshake that hangs. */
+async function blackHole(): Promise<string> {
+  const sockets = new Set<import("node:net").Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on("error", () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  cleanup.push(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  return `ws://127.0.0.1:${(server.address() as import("node:net").AddressInfo).port}/`;
+}
+
+describe("dialAndListen", () => {
+  test("handshakeTimeout bounds a handshake that never completes", async () => {
+    const url = await blackHole();
+    const started = Date.now();
+    await assert.rejects(dialAndListen(url, { handshakeTimeout: 300, reconnect: false }), hasCode("ERR_TIMEOUT"));
+    assert.ok(Date.now() - started < 2000);
+  });
+
+  test("the signal aborts dialing and retrying", async () => {
+    const url = await blackHole();
+    const controller = new AbortController();
+    const dialing = dialAndListen(url, { signal: controller.signal });
+    setTimeout(() => controller.abort(), 100);
+    await within(1000, assert.rejects(dialing, { name: "AbortError" }));
+  });
+
+  test("maxRetries: gives up after that many retries with the last error", async () => {
+    const { server, url } = await startServer(() => {}, { authorize: () => ({ status: 503, reason: "maintenance" }) });
+    cleanup.push(() => server.close());
+    let attempts = 0;
+    await assert.rejects(
+      dialAndListen(url, { params: () => (attempts++, {}), reconnect: { initialDelay: 5, maxRetries: 3 } }),
+      (e: any) => hasCode("ERR_HANDSHAKE")(e) && e.status === 503,
+    );
+    assert.equal(attempts, 4);
+  });
+
+  test("bad options fail at once with a clear error", async () => {
+    await assert.rejects(dialAndListen("ftp://x"), TypeError);
+    await assert.rejects(dialAndListen("not a url"), TypeError);
+    await assert.rejects(dialAndListen("ws://127.0.0.1:1", { handshakeTimeout: -1 }), RangeError);
+    await assert.rejects(dialAndListen("ws://127.0.0.1:1", { reconnect: { multiplier: 0.5 } }), RangeError);
+  });
+
+  test("the browser build refuses `headers` with a TypeError that points to params", async () => {
+    await assert.rejects(
+      browserDialAndListen("ws://127.0.0.1:1", { headers: { Authorization: "x" }, WebSocket: class {} as never }),
+      (e: unknown) => e instanceof TypeError && /params/.test(e.message) && /browsers cannot send/.test(e.message),
+    );
+  });
+
+  test("params and protocols providers run on every (re)connect, so tokens refresh", async () => {
+    const tokens: string[] = [];
+    let issued = 0;
+    const { server, url } = await startServer(() => {}, {
+      authorize: (req) => {
+        const token = new URL(req.url!, "http://x").searchParams.get("token")!;
+        tokens.push(`${token}/${req.headers["sec-websocket-protocol"]}`);
+        return true;
+      },
+    });
+    cleanup.push(() => server.close());
+    const listener = await dialAndListen(url, {
+      params: async () => ({ deviceId: "t", token: `t${++issued}` }),
+      protocols: () => [`p${issued}`],
+      reconnect: { initialDelay: 5, maxDelay: 20 },
+    });
+    cleanup.push(() => listener.close());
+    for (let i = 0; i < 3; i++) {
+      await until(() => server.devices.has("t"), 2000, "device connected");
+      server.devices.get("t")!.close();
+      await until(() => tokens.length === i + 2, 3000, "reconnect");
+    }
+    assert.deepEqual(tokens, ["t1/p1", "t2/p2", "t3/p3", "t4/p4"]);
+  });
+});
+
+describe("Listener across reconnects", () => {
+  test("accept() keeps yielding streams of the new session; streams of the dead one fail", async () => {
+    const { server, url } = await startServer(() => {});
+    cleanup.push(() => server.close());
+    const listener = await dialAndListen(url, { params: { deviceId: "l" }, reconnect: { initialDelay: 5, maxDelay: 20 } });
+    cleanup.push(() => listener.close());
+    const events: string[] = [];
+    listener.addEventListener("connect", () => events.push("connect"));
+    listener.addEventListener("disconnect", (e) => events.push(`disconnect:${(e as CustomEvent).detail.error.code}`));
+
+    await until(() => server.devices.has("l"), 2000, "device");
+    const first = server.devices.get("l")!;
+    const accepting = listener.accept();
+    await first.dial();
+    const oldConn = await accepting;
+    const pendingAccept = listener.accept(); // waits across the reconnect
+    first.close();
+    await assert.rejects(within(1000, readAll(oldConn.readable)), hasCode("ERR_CONNECTION_LOST"));
+    await until(() => server.devices.get("l") !== undefined && server.devices.get("l") !== first, 3000, "new session");
+    const second: Dialer = server.devices.get("l")!;
+    const conn = await second.dial();
+    const writer = conn.writable.getWriter();
+    await writer.write(new TextEncoder().encode("after reconnect"));
+    await writer.close();
+    const accepted = await within(2000, pendingAccept);
+    assert.equal(new TextDecoder().decode(await readAll(accepted.readable)), "after reconnect");
+    // The server's close starts with GoAway: the device redials as soon as it sees it.
+    assert.deepEqual(events, ["disconnect:ERR_REMOTE_GOAWAY", "connect"]);
+  });
+
+  test("close(): a pending accept rejects with ERR_LISTENER_CLOSED and for-await ends", async () => {
+    const { server, url } = await startServer(() => {});
+    cleanup.push(() => server.close());
+    const listener: Listener = await dialAndListen(url, { reconnect: false });
+    const pending = listener.accept();
+    const iterated: unknown[] = [];
+    const loop = (async () => {
+      for await (const conn of listener) iterated.push(conn);
+    })();
+    await listener.close();
+    await assert.rejects(pending, hasCode("ERR_LISTENER_CLOSED"));
+    await within(1000, loop);
+    assert.equal(iterated.length, 0);
+    await assert.rejects(listener.accept(), hasCode("ERR_LISTENER_CLOSED"));
+    await until(() => server.devices.size === 0, 2000, "the server to see the device leave");
+  });
+});
