@@ -68,8 +68,8 @@ const types: Record<string, string> = {
   ".css": "text/css",
 };
 
-/** Starts the HTTP + wslis server for a test. */
-export async function startE2EServer(handler: Handler, options: ServerOptions = {}): Promise<E2EServer> {
+/** Starts the HTTP + wslis server for a test, on `port` (default 0: any free port). */
+export async function startE2EServer(handler: Handler, options: ServerOptions = {}, port = 0): Promise<E2EServer> {
   assertBuilt();
   const wslis = new Server(handler, { logger: quietLogger, ...options });
   const http = createServer(async (request, response) => {
@@ -92,7 +92,10 @@ export async function startE2EServer(handler: Handler, options: ServerOptions = 
     }
   });
   http.on("upgrade", (request, socket, head) => wslis.handleUpgrade(request, socket, head));
-  await new Promise<void>((done) => http.listen(0, "127.0.0.1", done));
+  await new Promise<void>((done, fail) => {
+    http.once("error", fail);
+    http.listen(port, "127.0.0.1", done);
+  });
   const address = http.address();
   if (!address || typeof address === "string") throw new Error("no address");
   const origin = `http://127.0.0.1:${address.port}`;
