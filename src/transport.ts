@@ -85,6 +85,12 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
     }
     if (sink) sink.data(chunk);
     else early.push(chunk);
+    // Hidden pages run timers at most once a second, but messages (WindowUpdates among them) arrive
+    // unthrottled: look at the buffer here too, so a waiting writer does not wait for the next poll.
+    if (polling !== undefined && ws.bufferedAmount <= lowWaterMark) {
+      clearTimeout(polling);
+      poll();
+    }
   };
   const onClose = (event: { code: number; reason: string }) => finish(closeError(event.code, event.reason));
 
