@@ -135,6 +135,14 @@ export class Listener extends EventTarget implements AsyncIterable<Conn> {
     return this.#session;
   }
 
+  /** Pings the server over the current session; resolves with the round-trip time in ms. */
+  async ping(options: { signal?: AbortSignal; timeout?: number } = {}): Promise<number> {
+    if (this.#closeReason) throw new ListenerClosedError({ cause: this.#closeReason });
+    const session = this.#session;
+    if (!session) throw new SessionClosedError("ERR_CONNECTION_LOST", "not connected (reconnecting)");
+    return session.ping(options);
+  }
+
   /** Waits for the next stream the server opens. Rejects with `ERR_LISTENER_CLOSED` once closed. */
   async accept(options: { signal?: AbortSignal } = {}): Promise<Conn> {
     const { signal } = options;

@@ -134,8 +134,10 @@ describe("Listener across reconnects", () => {
     const loop = (async () => {
       for await (const conn of listener) iterated.push(conn);
     })();
+    assert.ok((await listener.ping()) >= 0);
     await listener.close();
     await assert.rejects(pending, hasCode("ERR_LISTENER_CLOSED"));
+    await assert.rejects(listener.ping(), hasCode("ERR_LISTENER_CLOSED"));
     await within(1000, loop);
     assert.equal(iterated.length, 0);
     await assert.rejects(listener.accept(), hasCode("ERR_LISTENER_CLOSED"));
