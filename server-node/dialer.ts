@@ -2,10 +2,11 @@
  * One connected device, as the server sees it: open streams to it (`dial`), ping it, close it.
  */
 
-import type { IncomingMessage } from "node:http";
+import type { Agent as HttpAgent, IncomingMessage } from "node:http";
 import { SessionClosedError, TimeoutError, abortReason } from "../src/errors.js";
 import type { Session } from "../src/yamux/session.js";
 import type { Stream } from "../src/yamux/stream.js";
+import { DeviceHttp, type FetchInit } from "./http.js";
 
 /** One stream to the device. */
 export type Conn = Stream;
@@ -62,6 +63,26 @@ export class Dialer {
     return withTimeout("dial", options.timeout ?? this.#dialTimeout, options.signal, (signal) =>
       this.session.open({ signal }),
     );
+  }
+
+  #http: DeviceHttp | undefined;
+
+  /**
+   * Reverse HTTP: the standard fetch, answered by the device (`serveHttp`, or Go's `http.Serve`). Any
+   * host name; connections are streams, reused. See {@link DeviceHttp.fetch} for timeouts and errors.
+   */
+  fetch(input: string | URL | Request, init?: FetchInit): Promise<Response> {
+    return this.#httpClient().fetch(input, init);
+  }
+
+  /** An `http.Agent` whose connections are streams to the device, for `node:http` requests. */
+  get agent(): HttpAgent {
+    return this.#httpClient().agent;
+  }
+
+  /** Made on first use; it closes itself when the session does. */
+  #httpClient(): DeviceHttp {
+    return (this.#http ??= new DeviceHttp(this));
   }
 
   /** Pings the device; resolves with the round-trip time in ms. */

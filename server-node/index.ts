@@ -6,6 +6,8 @@ export { listenAndServe, Server, DeviceRegistry } from "./server.js";
 export type { ServerOptions, Handler, Authorization, ServerLogger, ServerEventMap } from "./server.js";
 export { Dialer } from "./dialer.js";
 export type { Conn, DialOptions } from "./dialer.js";
+export { DeviceHttp, StreamSocket } from "./http.js";
+export type { FetchInit, DeviceHttpOptions, StreamDialer } from "./http.js";
 export { RTT_BUCKETS } from "./metrics.js";
 export type { MetricsSnapshot } from "./metrics.js";
 export * from "../src/errors.js";

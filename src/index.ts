@@ -28,3 +28,5 @@ export { Session } from "./yamux/session.js";
 export type { SessionOptions, Transport, TransportSink, Timers, Logger } from "./yamux/session.js";
 export { Stream, StreamState } from "./yamux/stream.js";
 export { Flag, FrameType, GoAwayCode, INITIAL_WINDOW } from "./yamux/frame.js";
+export { serveHttp } from "./http/server.js";
+export type { HttpHandler, HttpConn, HttpConnSource, ServeHttpOptions } from "./http/server.js";
