@@ -13,10 +13,13 @@ import { gzipSync } from "node:zlib";
 
 const root = resolve(import.meta.dirname, "..");
 
-/** Gzip budgets in bytes (level 9). Measured 8 236 (ESM) and 7 516 (IIFE) bytes on 2025-11-25. */
+/**
+ * Gzip budgets in bytes (level 9). Measured on 2025-11-25 with reverse HTTP (src/http) in the bundle:
+ * 13 199 (ESM) and 12 112 (IIFE); without it they were 8 236 and 7 516.
+ */
 const budgets = {
-  "dist/wslis.js": 10_000,
-  "dist/wslis.iife.js": 9_000,
+  "dist/wslis.js": 16_000,
+  "dist/wslis.iife.js": 14_500,
 } as const;
 
 for (const [file, budget] of Object.entries(budgets)) {

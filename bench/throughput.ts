@@ -1,0 +1,301 @@
+/**
+ * One-stream throughput, Node to Node over a WebSocket on 127.0.0.1: the same bytes through
+ *  (a) raw `ws`: 64 KiB binary messages, no multiplexing (the ceiling);
+ *  (b) wslis: the server dials a stream to a device (listenAndServe + dialAndListen) and writes;
+ *  (c) yamux-js over the same kind of socket (ws adapted to a Node Duplex by createWebSocketStream).
+ *
+ * The sender is always the server side, as in wslis (the server pushes to the device). A run is timed from
+ * the first byte written until the receiver has counted every byte. Both ends live in this one process, so
+ * every byte's cost is paid on one core: the numbers compare implementations, they are not a capacity plan.
+ */
+
+import { once } from "node:events";
+import type { AddressInfo } from "node:net";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+import WebSocket, { WebSocketServer, createWebSocketStream } from "ws";
+import { Client as YamuxClient, Server as YamuxServer } from "yamux-js";
+import { dialAndListen } from "../server-node/device.js";
+import { listenAndServe, type Dialer } from "../server-node/index.js";
+
+/** Size of each write (and raw ws message), in bytes. */
+const CHUNK = 64 * 1024;
+/** Raw ws sender: bytes handed to ws and not yet written to the socket above which it waits, and below which it resumes. */
+const HIGH_WATER = 1024 * 1024;
+const LOW_WATER = 256 * 1024;
+const MiB = 1024 * 1024;
+
+export interface ThroughputOptions {
+  /** Bytes per run for raw ws and wslis. Default 64 MiB. */
+  bytes?: number;
+  /** Bytes per run for yamux-js, which is much slower (it polls every 100 ms for window credit). Default 8 MiB. */
+  yamuxJsBytes?: number;
+  /** Timed runs per implementation; the median is reported. Default 5. */
+  runs?: number;
+  /** Run only these implementations ("raw ws", "wslis", "yamux-js"), e.g. to profile one. Default all. */
+  only?: string[];
+  /** Called with progress lines (stderr by default in bench/index.ts). */
+  log?: (line: string) => void;
+}
+
+export interface ThroughputRow {
+  implementation: string;
+  /** Median throughput, in MB/s (10^6 bytes per second). */
+  mbps: number;
+  /** Slowest and fastest runs, in MB/s. */
+  min: number;
+  max: number;
+  /** Median throughput divided by raw ws's. */
+  ratio: number;
+  /** Highest growth of JS heap + ArrayBuffer memory over the implementation's baseline during its runs, in MB. */
+  peakMemoryMB: number;
+  bytesPerRun: number;
+  runs: number;
+}
+
+/** One connected sender/receiver pair; `run` moves `bytes` one way and resolves when all arrived. */
+interface Harness {
+  run(bytes: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Runs the three implementations in turn and returns one row each. */
+export async function benchThroughput(options: ThroughputOptions = {}): Promise<ThroughputRow[]> {
+  const bytes = options.bytes ?? 64 * MiB;
+  const yamuxJsBytes = options.yamuxJsBytes ?? 8 * MiB;
+  const runs = options.runs ?? 5;
+  const log = options.log ?? (() => {});
+  const variants: [string, () => Promise<Harness>, number][] = [
+    ["raw ws", rawWs, bytes],
+    ["wslis", wslis, bytes],
+    ["yamux-js", yamuxJs, yamuxJsBytes],
+  ];
+  const rows: ThroughputRow[] = [];
+  for (const [name, setup, size] of variants) {
+    if (options.only && !options.only.includes(name)) continue;
+    const result = await measure(name, setup, size, runs, log);
+    rows.push({ ...result, ratio: 0 });
+  }
+  const baseline = rows.find((row) => row.implementation === "raw ws")?.mbps ?? NaN;
+  for (const row of rows) row.ratio = row.mbps / baseline;
+  return rows;
+}
+
+async function measure(
+  name: string,
+  setup: () => Promise<Harness>,
+  bytes: number,
+  runs: number,
+  log: (line: string) => void,
+): Promise<Omit<ThroughputRow, "ratio">> {
+  const harness = await setup();
+  try {
+    await harness.run(Math.min(bytes / 4, 8 * MiB)); // warm-up: JIT, socket buffers
+    collectGarbage();
+    const memory = peakMemory();
+    const rates: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const start = performance.now();
+      await harness.run(bytes);
+      const seconds = (performance.now() - start) / 1000;
+      rates.push(bytes / 1e6 / seconds);
+      log(`${name}: run ${i + 1}/${runs}: ${rates.at(-1)!.toFixed(1)} MB/s`);
+    }
+    const peakMemoryMB = memory.stop() / 1e6;
+    rates.sort((a, b) => a - b);
+    return {
+      implementation: name,
+      mbps: rates[Math.floor(rates.length / 2)]!,
+      min: rates[0]!,
+      max: rates.at(-1)!,
+      peakMemoryMB,
+      bytesPerRun: bytes,
+      runs,
+    };
+  } finally {
+    await harness.close();
+  }
+}
+
+/** Forces a full GC when the runtime allows it, so memory baselines do not carry the previous run's garbage. */
+function collectGarbage(): void {
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc") as (() => void) | undefined;
+  gc?.();
+}
+
+/**
+ * Samples heap + ArrayBuffer memory every 50 ms (process.memoryUsage() is not free); `stop()` returns the
+ * peak growth over the start, in bytes.
+ */
+function peakMemory(): { stop(): number } {
+  const used = () => {
+    const m = process.memoryUsage();
+    return m.heapUsed + m.arrayBuffers;
+  };
+  const base = used();
+  let peak = base;
+  const timer = setInterval(() => (peak = Math.max(peak, used())), 50);
+  return {
+    stop() {
+      clearInterval(timer);
+      return Math.max(0, Math.max(peak, used()) - base);
+    },
+  };
+}
+
+/** A count of bytes a receiver expects; `done` resolves once that many arrived. */
+class Expectation {
+  #got = 0;
+  readonly done: Promise<void>;
+  #resolve!: () => void;
+  constructor(readonly bytes: number) {
+    this.done = new Promise((resolve) => (this.#resolve = resolve));
+  }
+  add(n: number): void {
+    this.#got += n;
+    if (this.#got >= this.bytes) this.#resolve();
+  }
+}
+
+/** The 64 KiB block every sender writes over and over (content does not matter: nothing compresses). */
+const block = new Uint8Array(CHUNK).map((_, i) => (i * 31 + 7) & 0xff);
+
+function slice(remaining: number): Uint8Array {
+  return remaining >= CHUNK ? block : block.subarray(0, remaining);
+}
+
+// (a) raw ws
+
+async function rawWs(): Promise<Harness> {
+  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, perMessageDeflate: false });
+  await once(wss, "listening");
+  const accepted = once(wss, "connection") as Promise<[WebSocket]>;
+  const client = new WebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { perMessageDeflate: false });
+  await once(client, "open");
+  const [server] = await accepted;
+  let expectation: Expectation | undefined;
+  client.on("message", (data: Buffer) => expectation?.add(data.length));
+  return {
+    async run(bytes) {
+      expectation = new Expectation(bytes);
+      await sendRaw(server, bytes);
+      await expectation.done;
+    },
+    async close() {
+      client.close();
+      server.terminate();
+      await new Promise((resolve) => wss.close(resolve));
+    },
+  };
+}
+
+/**
+ * Sends `bytes` in 64 KiB messages with backpressure: `ws.send`'s callback says when a message left for
+ * the socket, so at most HIGH_WATER bytes wait in ws, and sending resumes below LOW_WATER (no polling).
+ */
+async function sendRaw(ws: WebSocket, bytes: number): Promise<void> {
+  let pending = 0;
+  let wake: (() => void) | undefined;
+  let failure: Error | undefined;
+  for (let sent = 0; sent < bytes; ) {
+    const chunk = slice(bytes - sent);
+    pending += chunk.length;
+    sent += chunk.length;
+    ws.send(chunk, { binary: true }, (error) => {
+      if (error) failure = error;
+      pending -= chunk.length;
+      if (wake && (pending <= LOW_WATER || failure)) {
+        wake();
+        wake = undefined;
+      }
+    });
+    if (pending > HIGH_WATER) await new Promise<void>((resolve) => (wake = resolve));
+    if (failure) throw failure;
+  }
+}
+
+// (b) wslis
+
+async function wslis(): Promise<Harness> {
+  let onDevice!: (dialer: Dialer) => void;
+  const connected = new Promise<Dialer>((resolve) => (onDevice = resolve));
+  const quiet = { warn() {}, error: console.error };
+  const server = await listenAndServe("127.0.0.1:0", (dialer) => onDevice(dialer), { logger: quiet, drainTimeout: 100 });
+  const listener = await dialAndListen(`ws://127.0.0.1:${server.address().port}`, {
+    params: { deviceId: "bench" },
+    reconnect: false,
+  });
+  const dialer = await connected;
+  let expectation: Expectation | undefined;
+  // The device: counts what each stream brings.
+  const device = (async () => {
+    for await (const conn of listener) {
+      void (async () => {
+        for await (const chunk of conn.readable) expectation?.add(chunk.length);
+      })().catch(() => {});
+    }
+  })();
+  return {
+    async run(bytes) {
+      expectation = new Expectation(bytes);
+      const conn = await dialer.dial();
+      const writer = conn.writable.getWriter();
+      for (let sent = 0; sent < bytes; ) {
+        const chunk = slice(bytes - sent);
+        sent += chunk.length;
+        await writer.ready;
+        void writer.write(chunk).catch(() => {}); // a failure surfaces in close() below
+      }
+      await Promise.all([writer.close(), expectation.done]);
+    },
+    async close() {
+      await listener.close();
+      await device.catch(() => {});
+      await server.close();
+    },
+  };
+}
+
+// (c) yamux-js
+
+async function yamuxJs(): Promise<Harness> {
+  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, perMessageDeflate: false });
+  await once(wss, "listening");
+  const accepted = once(wss, "connection") as Promise<[WebSocket]>;
+  const client = new WebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { perMessageDeflate: false });
+  await once(client, "open");
+  const [serverSocket] = await accepted;
+  let expectation: Expectation | undefined;
+  const silent = () => {};
+  // Roles as in wslis: the server side is the yamux client and opens the streams.
+  const opener = new YamuxClient({ enableKeepAlive: false, logger: silent });
+  const serverDuplex = createWebSocketStream(serverSocket);
+  serverDuplex.pipe(opener).pipe(serverDuplex);
+  const acceptor = new YamuxServer(
+    (stream) => stream.on("data", (chunk: Buffer) => expectation?.add(chunk.length)),
+    { enableKeepAlive: false, logger: silent },
+  );
+  const deviceDuplex = createWebSocketStream(client);
+  deviceDuplex.pipe(acceptor).pipe(deviceDuplex);
+  return {
+    async run(bytes) {
+      expectation = new Expectation(bytes);
+      const stream = opener.open();
+      for (let sent = 0; sent < bytes; ) {
+        const chunk = slice(bytes - sent);
+        sent += chunk.length;
+        if (!stream.write(chunk)) await once(stream, "drain");
+      }
+      await expectation.done;
+      stream.end();
+    },
+    async close() {
+      opener.close();
+      acceptor.close();
+      client.terminate();
+      serverSocket.terminate();
+      await new Promise((resolve) => wss.close(resolve));
+    },
+  };
+}
