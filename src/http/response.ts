@@ -127,7 +127,9 @@ async function writeUnknownLength(
   const ready: Uint8Array[] = [];
   let size = 0;
   let pending: Promise<ReadableStreamReadResult<Uint8Array>> | undefined;
-  while (size < LOOKAHEAD_BYTES) {
+  // Past LOOKAHEAD_BYTES, one more read still tells a body that is all there (one big chunk) from a stream.
+  for (let over = false; !over; ) {
+    over = size >= LOOKAHEAD_BYTES;
     const read = reader.read();
     const result = await settledSoon(read);
     if (result === undefined) {
