@@ -27,6 +27,7 @@ export class BodySource {
   /** Chunked only: where we are between chunks. */
   #phase: "size" | "data" | "data-end" | "done";
   #received = 0;
+  #started = false;
   #error: Error | undefined;
   /** Runs before the first read of a non-empty body: sends `100 Continue` when the client waits for it. */
   #beforeFirstRead: (() => Promise<void>) | undefined;
@@ -47,6 +48,11 @@ export class BodySource {
     return this.#phase === "done";
   }
 
+  /** True once anyone asked for body bytes (the handler's stream, or a `discard`). */
+  get started(): boolean {
+    return this.#started;
+  }
+
   /** Why the body could not be read (malformed, too large, connection lost), if it failed. */
   get error(): Error | undefined {
     return this.#error;
@@ -59,6 +65,7 @@ export class BodySource {
 
   /** The next run of body bytes, or null at the end of the body. */
   next(): Promise<Uint8Array | null> {
+    this.#started = true;
     const result = this.#tail.then(() => this.#next());
     this.#tail = result.catch(() => {});
     return result;

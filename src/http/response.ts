@@ -24,6 +24,8 @@ export interface ResponseContext {
   http10: boolean;
   /** The connection closes after this response: say so with `Connection: close`. */
   close: boolean;
+  /** Called just before the head is encoded, to settle `close` as late as possible. */
+  beforeHead?: () => void;
   /** Set as the status line is about to be written: `100 Continue` may no longer be sent. */
   started: boolean;
 }
@@ -57,9 +59,12 @@ export async function writeResponse(sink: ByteSink, response: Response, context:
   }
   // RFC 9110 §6.6.1: an origin server with a clock sends Date.
   if (!hasDate) fields.push(["date", new Date().toUTCString()]);
-  if (context.close) fields.push(["connection", "close"]);
   const status = response.status;
-  const head = (extra: [string, string][]) => encodeResponseHead(status, response.statusText, [...fields, ...extra]);
+  const head = (extra: [string, string][]) => {
+    context.beforeHead?.();
+    const connection: [string, string][] = context.close ? [["connection", "close"]] : [];
+    return encodeResponseHead(status, response.statusText, [...fields, ...connection, ...extra]);
+  };
 
   if (!statusHasBody(status) || context.head) {
     await response.body?.cancel().catch(() => {});
@@ -147,7 +152,8 @@ async function writeUnknownLength(
 
   // Length unknown: chunked for HTTP/1.1, close-delimited for HTTP/1.0 (which has no chunked coding).
   const frame = context.http10 ? (bytes: Uint8Array) => bytes : chunk;
-  const extra: [string, string][] = context.http10 ? (context.close ? [] : [["connection", "close"]]) : [["transfer-encoding", "chunked"]];
+  if (context.http10) context.close = true;
+  const extra: [string, string][] = context.http10 ? [] : [["transfer-encoding", "chunked"]];
   await start(sink, context, concat(head(extra), ...ready.filter((b) => b.length > 0).map(frame)));
   for (;;) {
     const { done, value } = await (pending ?? reader.read());

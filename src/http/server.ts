@@ -231,13 +231,15 @@ async function exchange(
     } catch (error) {
       response = failure(error);
     }
-    if (!body.complete) {
-      // The handler answered without reading the whole body. The client may still be sending it (or, after
-      // Expect: 100-continue with no 100 sent, never will): keep the connection only if what is left is
-      // small enough to drop.
+    // Settled as the head goes out (an echo has begun reading the body by then). A body the handler never
+    // read is dropped afterwards if small; a large or unknown one, or one the client holds back for a
+    // 100 Continue never sent, makes us close. Go's net/http decides the same way.
+    context.beforeHead = () => {
+      if (body.complete) return;
       const left = body.remainingLength;
-      if (body.error || left === undefined || left > MAX_DISCARD || (info.expectContinue && !continueSent)) context.close = true;
-    }
+      const unread = !body.started && (left === undefined || left > MAX_DISCARD);
+      if (body.error || unread || (info.expectContinue && !continueSent)) context.close = true;
+    };
     try {
       if (await writeResponse(writer, response, context)) return false;
     } catch (error) {
@@ -250,6 +252,8 @@ async function exchange(
       return false;
     }
     if (context.close) return false;
+    // Still unread (the handler stopped reading midway): drop a bounded rest, else close without notice,
+    // which a client must expect of any persistent connection (RFC 9112 §9.3).
     return body.complete || (await body.discard(MAX_DISCARD));
   } finally {
     lost.removeEventListener("abort", onLost);
