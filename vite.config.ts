@@ -1,4 +1,8 @@
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "vite";
+
+/** Absolute path of a page, whatever the working directory. */
+const page = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 
 /**
  * `vite build` builds the device SDK for browsers: dist/wslis.js (ESM) and dist/wslis.iife.js (script tag,
@@ -8,7 +12,13 @@ import { defineConfig } from "vite";
 export default defineConfig(({ mode }) =>
   mode === "demo"
     ? {
-        build: { outDir: "dist/demo", emptyOutDir: true, sourcemap: true },
+        build: {
+          outDir: "dist/demo",
+          emptyOutDir: true,
+          sourcemap: true,
+          // Two pages: the kiosk (/) and the admin console (/admin, served from demo/admin/index.html).
+          rolldownOptions: { input: { kiosk: page("index.html"), admin: page("demo/admin/index.html") } },
+        },
       }
     : {
         build: {
