@@ -5,7 +5,7 @@
  */
 
 import WebSocket from "ws";
-import { dialAndListen as dial, type DialOptions, type Listener, type Platform } from "../src/client.js";
+import { dialAndListen as dial, listen as listenOn, type DialOptions, type Listener, type Platform } from "../src/client.js";
 import type { WebSocketLike } from "../src/transport.js";
 
 export const nodePlatform: Platform = {
@@ -27,6 +27,11 @@ export const nodePlatform: Platform = {
 /** {@inheritDoc dialAndListen} */
 export function dialAndListen(url: string | URL, options: DialOptions = {}): Promise<Listener> {
   return dial(url, options, nodePlatform);
+}
+
+/** {@inheritDoc listen} */
+export function listen(url: string | URL, options: DialOptions = {}): Listener {
+  return listenOn(url, options, nodePlatform);
 }
 
 export * from "../src/index.js";

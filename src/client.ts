@@ -179,9 +179,17 @@ export class Listener extends EventTarget implements AsyncIterable<Conn> {
     await this.closed;
   }
 
-  /** @internal Dials the first connection, retrying per the reconnect policy. */
-  async start(): Promise<void> {
-    await this.#dial();
+  /**
+   * Resolves once the first connection is up; rejects (and the listener is closed) when the server
+   * refuses the device, retries run out, or the signal aborts. Set by {@link listen}.
+   */
+  ready: Promise<void> = Promise.resolve();
+
+  /** @internal Starts dialing the first connection, retrying per the reconnect policy. */
+  start(): this {
+    this.ready = this.#dial();
+    this.ready.catch(() => {}); // also reported through `closed` and the `disconnect` events
+    return this;
   }
 
   async #dial(): Promise<void> {
@@ -339,9 +347,18 @@ export class Listener extends EventTarget implements AsyncIterable<Conn> {
  * retries run out, or `signal` aborts.
  */
 export async function dialAndListen(url: string | URL, options: DialOptions, platform: Platform): Promise<Listener> {
-  const listener = new Listener(url, options, platform);
-  await listener.start();
+  const listener = listen(url, options, platform);
+  await listener.ready;
   return listener;
+}
+
+/**
+ * Like {@link dialAndListen}, but returns the Listener at once, before the first connection, so a page
+ * can show `connect`/`disconnect` events (and the count-down to the next attempt) from the start.
+ * `listener.ready` says when the first connection is up.
+ */
+export function listen(url: string | URL, options: DialOptions, platform: Platform): Listener {
+  return new Listener(url, options, platform).start();
 }
 
 /**

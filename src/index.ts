@@ -3,7 +3,7 @@
  * streams the server opens. Node gets the same API from its own entry, with `ws` as the WebSocket.
  */
 
-import { dialAndListen as dial, Listener, type DialOptions, type Platform } from "./client.js";
+import { dialAndListen as dial, listen as listenOn, Listener, type DialOptions, type Platform } from "./client.js";
 
 export const browserPlatform: Platform = {
   WebSocket: globalThis.WebSocket as Platform["WebSocket"],
@@ -17,6 +17,15 @@ export const browserPlatform: Platform = {
  */
 export function dialAndListen(url: string | URL, options: DialOptions = {}): Promise<Listener> {
   return dial(url, options, browserPlatform);
+}
+
+/**
+ * Returns a {@link Listener} at once and dials in the background (same options as {@link dialAndListen});
+ * `listener.ready` resolves when the first connection is up. For pages that show connection state from
+ * the first attempt.
+ */
+export function listen(url: string | URL, options: DialOptions = {}): Listener {
+  return listenOn(url, options, browserPlatform);
 }
 
 export { Listener };

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createServer } from "node:net";
 import { after, describe, test } from "node:test";
 import { dialAndListen as browserDialAndListen } from "../src/index.js";
-import { dialAndListen, type Listener } from "../server-node/device.js";
+import { dialAndListen, listen, type Listener } from "../server-node/device.js";
 import { WslisError, type Dialer } from "../server-node/index.js";
 import { readAll, until, within } from "./helpers/memory.js";
 import { startServer } from "./helpers/net.js";
@@ -42,6 +42,19 @@ describe("dialAndListen", () => {
     const dialing = dialAndListen(url, { signal: controller.signal });
     setTimeout(() => controller.abort(), 100);
     await within(1000, assert.rejects(dialing, { name: "AbortError" }));
+  });
+
+  test("listen(): the Listener exists before the first connection; its events show every attempt", async () => {
+    const { server, url } = await startServer(() => {}, { authorize: () => ({ status: 503 }) });
+    cleanup.push(() => server.close());
+    const listener = listen(url, { reconnect: { initialDelay: 20, maxDelay: 40, maxRetries: 2 } });
+    const events: (number | undefined)[] = [];
+    listener.addEventListener("disconnect", (e) => events.push((e as CustomEvent).detail.retryIn));
+    await assert.rejects(listener.ready, (e: any) => e.status === 503);
+    assert.equal(events.length, 3);
+    assert.ok(events.slice(0, 2).every((ms) => typeof ms === "number" && ms >= 0 && ms <= 40));
+    assert.equal(events[2], undefined, "the last failure announces no retry");
+    assert.ok(hasCode("ERR_HANDSHAKE")(await within(1000, listener.closed)));
   });
 
   test("maxRetries: gives up after that many retries with the last error", async () => {
