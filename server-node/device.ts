@@ -6,11 +6,19 @@
 
 import WebSocket from "ws";
 import { dialAndListen as dial, listen as listenOn, type DialOptions, type Listener, type Platform } from "../src/client.js";
-import type { WebSocketLike } from "../src/transport.js";
+import type { WebSocketLike, WebSocketTransportOptions } from "../src/transport.js";
+
+/** How Node wraps a `ws` socket: Buffers in (no ArrayBuffer copy), unzeroed buffers out, send callbacks for backpressure. */
+export const nodeTransportOptions: WebSocketTransportOptions = {
+  binaryType: "nodebuffer",
+  allocate: (size) => Buffer.allocUnsafe(size),
+  sendCallbacks: true,
+};
 
 export const nodePlatform: Platform = {
   WebSocket: WebSocket as unknown as Platform["WebSocket"],
   canSendHeaders: true,
+  transportOptions: nodeTransportOptions,
   open(Ctor, url, protocols, headers, refused) {
     const options = headers ? { headers: Object.fromEntries(headers) } : {};
     const ws = new Ctor(url, protocols, options);

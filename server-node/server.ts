@@ -15,6 +15,7 @@ import { SessionClosedError } from "../src/errors.js";
 import { CloseCode, webSocketTransport } from "../src/transport.js";
 import { HEADER_SIZE } from "../src/yamux/frame.js";
 import { Session, type SessionOptions } from "../src/yamux/session.js";
+import { nodeTransportOptions } from "./device.js";
 import { Dialer } from "./dialer.js";
 import { Metrics, toPrometheus } from "./metrics.js";
 
@@ -150,10 +151,10 @@ export class Server extends EventTarget {
         throw new RangeError(`wslis: ${name} must be a positive number, not ${String(value)}`);
       }
     }
-    const window = options.session?.streamWindow ?? 256 * 1024;
+    const window = Math.max(options.session?.maxStreamWindow ?? 16 * 1024 * 1024, options.session?.streamWindow ?? 0);
     this.#wss = new WebSocketServer({
       noServer: true,
-      // A yamux frame is at most one window of data plus its header; our peers send no more per message.
+      // A yamux frame is at most one (largest) window of data plus its header; our peers send no more per message.
       maxPayload: window + HEADER_SIZE + 1024,
       perMessageDeflate: false,
       handleProtocols: (protocols, request) => {
@@ -239,7 +240,7 @@ export class Server extends EventTarget {
       return;
     }
     const id = this.#identify(request);
-    const session = new Session(this.#metrics.count(webSocketTransport(ws)), {
+    const session = new Session(this.#metrics.count(webSocketTransport(ws, nodeTransportOptions)), {
       ...this.#options.session,
       role: "client",
     });

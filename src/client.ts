@@ -13,7 +13,13 @@ import {
   WslisError,
   abortReason,
 } from "./errors.js";
-import { CloseCode, webSocketTransport, type WebSocketConstructor, type WebSocketLike } from "./transport.js";
+import {
+  CloseCode,
+  webSocketTransport,
+  type WebSocketConstructor,
+  type WebSocketLike,
+  type WebSocketTransportOptions,
+} from "./transport.js";
 import { Session, type SessionOptions, type Transport } from "./yamux/session.js";
 import type { Stream } from "./yamux/stream.js";
 
@@ -77,6 +83,8 @@ export interface Platform {
   ): WebSocketLike;
   /** False in browsers: they cannot send WebSocket headers. */
   canSendHeaders: boolean;
+  /** How this runtime's sockets are best wrapped (binary type, allocation, backpressure). */
+  transportOptions?: WebSocketTransportOptions;
 }
 
 /** Events of a {@link Listener}. */
@@ -381,7 +389,7 @@ function openWebSocket(
     const onAbort = () => fail(abortReason(signal));
     const onOpen = () => {
       cleanup();
-      resolve(webSocketTransport(ws));
+      resolve(webSocketTransport(ws, platform.transportOptions));
     };
     const onError = () => {
       // The close event that follows may say more; wait a tick for it.

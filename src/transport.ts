@@ -21,7 +21,8 @@ export interface WebSocketLike {
   readonly bufferedAmount: number;
   readonly readyState: number;
   readonly protocol: string;
-  send(data: Uint8Array): void;
+  /** Browsers take one argument; `ws` also takes a callback run once the data left for the socket. */
+  send(data: Uint8Array, callback?: (error?: Error) => void): void;
   close(code?: number, reason?: string): void;
   addEventListener(type: string, listener: (event: any) => void): void;
   removeEventListener(type: string, listener: (event: any) => void): void;
@@ -52,6 +53,16 @@ export interface WebSocketTransportOptions {
   lowWaterMark?: number;
   /** How often to look at `bufferedAmount` while above the high watermark, in ms. Default 4. */
   pollInterval?: number;
+  /**
+   * The socket calls `send`'s callback once the data left for the network (Node's `ws` does; browsers
+   * do not): then backpressure is counted from those callbacks instead of polling `bufferedAmount`.
+   * Default false.
+   */
+  sendCallbacks?: boolean;
+  /** `binaryType` to ask for: "arraybuffer" (default, every runtime) or "nodebuffer" (`ws`: no copy). */
+  binaryType?: string;
+  /** Allocates a message buffer (header + body). Default `new Uint8Array(size)`; Node passes `Buffer.allocUnsafe`. */
+  allocate?: (size: number) => Uint8Array;
 }
 
 const OPEN = 1;
@@ -65,7 +76,18 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
   const highWaterMark = options.highWaterMark ?? 1024 * 1024;
   const lowWaterMark = options.lowWaterMark ?? 256 * 1024;
   const pollInterval = options.pollInterval ?? 4;
+  const allocate = options.allocate ?? ((size: number) => new Uint8Array(size));
   let sink: TransportSink | undefined;
+  /** With send callbacks: bytes handed to the socket and not yet written out; `waiting`: a writer waits. */
+  let unsent = 0;
+  let waiting = false;
+  const sent = (size: number) => () => {
+    unsent -= size;
+    if (waiting && unsent <= lowWaterMark && !closed) {
+      waiting = false;
+      sink?.drain();
+    }
+  };
   /** What arrived before start(): chunks, then possibly the close. */
   const early: Uint8Array[] = [];
   let earlyClose: { error: Error | undefined } | undefined;
@@ -114,7 +136,7 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
     sink?.drain();
   }
 
-  ws.binaryType = "arraybuffer";
+  ws.binaryType = options.binaryType ?? "arraybuffer";
   // The close event that follows an error says all we need; but `ws` (Node) throws an error event
   // nobody listens to, so listen, for good.
   ws.addEventListener("error", ignore);
@@ -132,9 +154,16 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
       if (closed || ws.readyState !== OPEN) return true;
       let message = header;
       if (body !== undefined && body.length > 0) {
-        message = new Uint8Array(HEADER_SIZE + body.length);
+        message = allocate(HEADER_SIZE + body.length);
         message.set(header, 0);
         message.set(body, HEADER_SIZE);
+      }
+      if (options.sendCallbacks) {
+        unsent += message.length;
+        ws.send(message, sent(message.length));
+        if (unsent <= highWaterMark) return true;
+        waiting = true;
+        return false;
       }
       ws.send(message);
       if (ws.bufferedAmount <= highWaterMark) return true;

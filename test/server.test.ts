@@ -262,6 +262,7 @@ describe("drain and metrics", () => {
     await echoDevice(url, { params: { deviceId: "m2" } });
     await until(() => server.devices.size === 2, 2000, "devices");
     await roundTrip(server.devices.get("m2")!, "x".repeat(1000));
+    await until(() => server.metrics().rtt.count === 2, 2000, "each session's first ping");
     await server.devices.get("m2")!.ping();
     await a.close();
     await until(() => server.devices.size === 1, 2000, "m1 gone");
@@ -270,11 +271,11 @@ describe("drain and metrics", () => {
     assert.equal(m.sessionsOpened, 2);
     assert.deepEqual(m.sessionsClosed, { ERR_CONNECTION_LOST: 1 });
     assert.ok(m.bytesIn > 1000 && m.bytesOut > 1000);
-    assert.equal(m.rtt.count, 1);
-    assert.equal(m.rtt.buckets["+Inf"], 1);
+    assert.equal(m.rtt.count, 3, "two sessions' first pings and ours");
+    assert.equal(m.rtt.buckets["+Inf"], 3);
     const text = server.prometheus();
     assert.match(text, /^wslis_devices 1$/m);
     assert.match(text, /^wslis_sessions_closed_total\{reason="ERR_CONNECTION_LOST"\} 1$/m);
-    assert.match(text, /^wslis_ping_rtt_milliseconds_count 1$/m);
+    assert.match(text, /^wslis_ping_rtt_milliseconds_count 3$/m);
   });
 });

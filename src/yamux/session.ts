@@ -71,8 +71,14 @@ export interface SessionOptions {
   maxUnackedOpens?: number;
   /** Live streams (both directions); beyond it `open()` rejects and SYNs get RST. Default 4096. */
   maxStreams?: number;
-  /** Receive window per stream, in bytes; at least and by default 256 KiB (the spec's initial window). */
+  /** Receive window per stream at first, in bytes; at least and by default 256 KiB (the spec's initial window). */
   streamWindow?: number;
+  /**
+   * Largest receive window per stream, in bytes. A stream whose consumer reads a whole window within four
+   * round trips gets its window doubled, up to this (auto-tuning); one that is not read never grows past
+   * `streamWindow`. Default 16 MiB; equal to `streamWindow` turns auto-tuning off.
+   */
+  maxStreamWindow?: number;
   /** Largest Data frame body sent, in bytes. Default 64 KiB. */
   maxFrameSize?: number;
   /** Interval between keepalive pings, in ms; 0 disables them. Default 30 000 (hashicorp/yamux). */
@@ -121,6 +127,8 @@ export class Session extends EventTarget implements StreamHost {
   readonly #maxUnackedOpens: number;
   readonly #maxStreams: number;
   readonly #window: number;
+  readonly #maxWindow: number;
+  #rtt = 0;
   readonly #keepAliveInterval: number;
   readonly #keepAliveTimeout: number;
   readonly #streamCloseTimeout: number;
@@ -166,7 +174,12 @@ export class Session extends EventTarget implements StreamHost {
     this.#streamCloseTimeout = nonNegativeInteger("streamCloseTimeout", options.streamCloseTimeout ?? 300_000);
     this.#timers = options.timers ?? defaultTimers;
     this.#logger = options.logger;
-    this.#decoder = new Decoder({ maxDataLength: this.#window });
+    this.#maxWindow = positiveInteger("maxStreamWindow", options.maxStreamWindow ?? Math.max(16 * 1024 * 1024, this.#window));
+    if (this.#maxWindow < this.#window || this.#maxWindow > MAX_STREAM_ID) {
+      throw new RangeError(`wslis: maxStreamWindow must be between streamWindow and ${MAX_STREAM_ID} bytes`);
+    }
+    // A peer never sends a frame larger than the window it was given.
+    this.#decoder = new Decoder({ maxDataLength: this.#maxWindow });
     this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
 
     this.#transport = transport;
@@ -183,6 +196,8 @@ export class Session extends EventTarget implements StreamHost {
       },
     });
     this.#scheduleKeepAlive();
+    // One ping at once: its round trip sizes stream windows (see maxStreamWindow).
+    if (this.#maxWindow > this.#window) this.ping().catch(() => {});
   }
 
   /** Live streams, both directions. */
@@ -328,6 +343,15 @@ export class Session extends EventTarget implements StreamHost {
     for (const resolve of this.#idleWaiters.splice(0)) resolve();
   }
 
+  /** The latest ping round-trip time in ms (keepalives and `ping()`; one ping at start), 0 while unknown. */
+  get rtt(): number {
+    return this.#rtt;
+  }
+
+  now(): number {
+    return this.#timers.now();
+  }
+
   setTimeout(fn: () => void, ms: number): unknown {
     return this.#timers.setTimeout(fn, ms);
   }
@@ -416,6 +440,7 @@ export class Session extends EventTarget implements StreamHost {
       const ping = this.#pings.get(frame.length);
       if (ping === undefined) return;
       const rtt = this.#timers.now() - ping.start;
+      this.#rtt = rtt;
       ping.resolve(rtt);
       this.dispatchEvent(new CustomEvent("rtt", { detail: rtt }));
     }
@@ -444,6 +469,7 @@ export class Session extends EventTarget implements StreamHost {
   #newStream(streamID: number, acked: boolean): Stream {
     const stream = new Stream(this, streamID, {
       window: this.#window,
+      maxWindow: this.#maxWindow,
       acked,
       closeTimeout: this.#streamCloseTimeout,
     });

@@ -2,7 +2,7 @@
  * One yamux stream as a pair of web streams, with flow control in both directions.
  *
  * Receive side: data is queued as it arrives, and window credit goes back to the peer only as the
- * consumer reads (in `pull`), in WindowUpdates of at least half the window, as hashicorp/yamux does. So an
+ * consumer reads (in `pull`), in WindowUpdates of at least a quarter window. So an
  * unread stream holds at most its window, whatever the peer does; a peer sending beyond it is a protocol
  * error.
  *
@@ -54,14 +54,20 @@ export interface StreamHost {
   streamAcked(stream: Stream): void;
   /** The stream reached Closed or Reset. */
   streamEnded(stream: Stream): void;
+  /** The session's latest ping round-trip time in ms, 0 while unknown. */
+  readonly rtt: number;
+  /** Milliseconds from a monotonic clock. */
+  now(): number;
   /** Timers, injected (tests, throttled pages). */
   setTimeout(fn: () => void, ms: number): unknown;
   clearTimeout(handle: unknown): void;
 }
 
 export interface StreamInit {
-  /** Receive window this side grants, in bytes (at least 256 KiB). */
+  /** Receive window this side grants at first, in bytes (at least 256 KiB). */
   window: number;
+  /** Largest receive window auto-tuning may grow to, in bytes (at least `window`). */
+  maxWindow: number;
   /** True for a stream the peer opened (its SYN arrived and was ACKed). */
   acked: boolean;
   /**
@@ -84,7 +90,12 @@ export class Stream {
   readonly closed: Promise<void>;
 
   readonly #host: StreamHost;
-  readonly #window: number;
+  /** The receive window granted now; grows up to #maxWindow for a consumer that keeps up. */
+  #window: number;
+  readonly #maxWindow: number;
+  /** When the current measuring epoch started, and how much the consumer read since. */
+  #epochStart = 0;
+  #epochConsumed = 0;
   readonly #closeTimeout: number;
   #state: StreamState = StreamState.Open;
   #acked: boolean;
@@ -117,6 +128,7 @@ export class Stream {
     this.#host = host;
     this.streamID = streamID;
     this.#window = init.window;
+    this.#maxWindow = Math.max(init.maxWindow, init.window);
     this.#recvWindow = init.window;
     this.#acked = init.acked;
     this.#closeTimeout = init.closeTimeout;
@@ -245,12 +257,34 @@ export class Stream {
     this.#wake("reader");
   }
 
-  /** Returns `n` consumed bytes to the peer as window credit, batched to half a window. */
+  /**
+   * Returns `n` consumed bytes to the peer as window credit, batched to a quarter window (hashicorp/yamux
+   * waits for half; a quarter keeps a fast writer from stalling on every round trip).
+   *
+   * Auto-tuning, as QUIC and libp2p's yamux do it: when the consumer reads a whole window within four
+   * round trips, the window, not the reader, is what limits the stream, so it doubles, up to
+   * `maxWindow`. A stream nobody reads, or reads slowly, never grows: it holds at most its first window.
+   */
   #grant(n: number): void {
     this.#consumed += n;
-    if (this.#consumed < this.#window / 2 || this.#remoteFin || this.#state === StreamState.Reset) return;
-    this.#recvWindow += this.#consumed;
-    this.#host.sendWindowUpdate(this.streamID, 0, this.#consumed);
+    this.#epochConsumed += n;
+    if (this.#consumed < this.#window / 4 || this.#remoteFin || this.#state === StreamState.Reset) return;
+    let delta = this.#consumed;
+    if (this.#epochConsumed >= this.#window) {
+      const now = this.#host.now();
+      // A JavaScript receiver answers a round trip no faster than its event loop turns: a ping between
+      // idle peers on loopback understates that, so the round trip counts as at least 2 ms here.
+      const rtt = this.#host.rtt > 0 ? Math.max(this.#host.rtt, 2) : 0;
+      if (this.#window < this.#maxWindow && rtt > 0 && now - this.#epochStart < 4 * rtt) {
+        const grown = Math.min(this.#window * 2, this.#maxWindow);
+        delta += grown - this.#window;
+        this.#window = grown;
+      }
+      this.#epochStart = now;
+      this.#epochConsumed = 0;
+    }
+    this.#recvWindow += delta;
+    this.#host.sendWindowUpdate(this.streamID, 0, delta);
     this.#consumed = 0;
   }
 

@@ -104,6 +104,7 @@ class End implements MemoryEnd {
   #shut(error: Error | undefined): void {
     this.#closed = true;
     setTimeout(() => {
+      if (error === undefined) this.#flush(); // a clean close delivers what was written before it
       this.remoteClosed(error);
       this.peer.remoteClosed(error);
     }, 0);
