@@ -11,6 +11,7 @@ import { existsSync } from "node:fs";
 import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import { benchThroughput, type ThroughputRow } from "./throughput.js";
+import { benchTwoProcess } from "./two-process.js";
 
 type Row = Record<string, string | number>;
 
@@ -61,6 +62,20 @@ console.log(markdownTable(throughputTable(await benchThroughput({ bytes, runs, l
 console.log(
   "MB = 10^6 bytes. The server side sends 64 KiB writes; a run ends when the receiver has counted every byte.\n" +
     "yamux-js runs are smaller: it waits 100 ms (a timer) whenever its send window is empty.\n",
+);
+
+console.log("### One-stream throughput, server and device in separate processes (as deployed)\n");
+const twoProcess = await benchTwoProcess({ bytes, runs, log });
+console.log(
+  markdownTable(
+    twoProcess.map((row) => ({
+      implementation: row.implementation,
+      "MB/s (median)": round(row.mbps),
+      "min–max MB/s": `${round(row.min)}–${round(row.max)}`,
+      "× raw ws": row.ratio.toFixed(2),
+      runs: `${row.runs} × ${row.bytesPerRun / (1024 * 1024)} MiB`,
+    })),
+  ),
 );
 
 // bench/http.ts is written separately; the throughput table stands on its own until it lands.
