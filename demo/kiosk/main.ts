@@ -6,7 +6,7 @@
  * The current display is kept in localStorage too, so a kiosk that reloads shows what it was told to.
  */
 
-import { dialAndListen, serveHttp, type Listener } from "../../src/index.js";
+import { listen, serveHttp, type Listener } from "../../src/index.js";
 import { IDLE_DISPLAY, parseDisplay, type Display, type KioskStatus } from "../shared.js";
 import { LinkBadge } from "./badge.js";
 import { kioskHandler } from "./routes.js";
@@ -55,19 +55,20 @@ void start();
 
 async function start(): Promise<void> {
   const url = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/wslis`;
-  try {
-    listener = await dialAndListen(url, { params: { deviceId } });
-  } catch (error) {
-    badge.offline(error instanceof Error ? error.message : String(error));
-    return;
-  }
-  connected();
+  // listen(), not dialAndListen(): the badge follows every attempt, the first ones included (a kiosk
+  // often boots before its server is reachable).
+  listener = listen(url, { params: { deviceId } });
   listener.addEventListener("connect", connected);
   listener.addEventListener("disconnect", (event) => {
     const { error, retryIn } = (event as CustomEvent<{ error: Error; retryIn: number | undefined }>).detail;
     if (retryIn === undefined) badge.offline(error.message);
     else badge.reconnecting(retryIn);
   });
+  try {
+    await listener.ready;
+  } catch {
+    return; // the disconnect event above already showed why
+  }
   setInterval(() => {
     if (listener?.session) void ping(RTT_INTERVAL).then((rtt) => rtt !== null && badge.rtt(rtt));
   }, RTT_INTERVAL);
