@@ -6,7 +6,7 @@ import type { Agent as HttpAgent, IncomingMessage } from "node:http";
 import { SessionClosedError, TimeoutError, abortReason } from "../src/errors.js";
 import type { Session } from "../src/yamux/session.js";
 import type { Stream } from "../src/yamux/stream.js";
-import { DeviceHttp, type FetchInit } from "./http.js";
+import { DeviceHttp, type DeviceHttpOptions, type FetchInit } from "./http.js";
 
 /** One stream to the device. */
 export type Conn = Stream;
@@ -36,13 +36,21 @@ export class Dialer {
   /** Resolves with the reason once the device is gone (closed, lost, replaced, shut down). Never rejects. */
   readonly closed: Promise<Error>;
   readonly #dialTimeout: number;
+  readonly #httpOptions: DeviceHttpOptions;
 
   /** @internal Created by the Server. */
-  constructor(session: Session, request: IncomingMessage, id: string, protocol: string, dialTimeout: number) {
+  constructor(
+    session: Session,
+    request: IncomingMessage,
+    id: string,
+    protocol: string,
+    options: { dialTimeout: number; http?: DeviceHttpOptions },
+  ) {
     this.session = session;
     this.id = id;
     this.protocol = protocol;
-    this.#dialTimeout = dialTimeout;
+    this.#dialTimeout = options.dialTimeout;
+    this.#httpOptions = options.http ?? {};
     this.header = new Headers();
     for (const [name, value] of Object.entries(request.headers)) {
       if (value === undefined) continue;
@@ -82,7 +90,7 @@ export class Dialer {
 
   /** Made on first use; it closes itself when the session does. */
   #httpClient(): DeviceHttp {
-    return (this.#http ??= new DeviceHttp(this));
+    return (this.#http ??= new DeviceHttp(this, this.#httpOptions));
   }
 
   /** Pings the device; resolves with the round-trip time in ms. */

@@ -17,6 +17,7 @@ import { HEADER_SIZE } from "../src/yamux/frame.js";
 import { Session, type SessionOptions } from "../src/yamux/session.js";
 import { nodeTransportOptions } from "./device.js";
 import { Dialer } from "./dialer.js";
+import type { DeviceHttpOptions } from "./http.js";
 import { Metrics, toPrometheus } from "./metrics.js";
 
 /** What `authorize` may answer: true to accept; false or a refusal to answer with an HTTP error. */
@@ -63,6 +64,8 @@ export interface ServerOptions {
   drainTimeout?: number;
   /** Default timeout of `dialer.dial()`, in ms. Default 10 000. */
   dialTimeout?: number;
+  /** Defaults of every `dialer.fetch`/`dialer.agent` (timeout, keep-alive, connections per device). */
+  http?: DeviceHttpOptions;
   /**
    * For `listenAndServe`/`listen`: how long a client may take to send its upgrade request, in ms
    * (clients that open TCP and never upgrade are dropped). Default 10 000.
@@ -245,7 +248,10 @@ export class Server extends EventTarget {
       role: "client",
     });
     session.addEventListener("rtt", (event) => this.#metrics.rtt((event as CustomEvent<number>).detail));
-    const dialer = new Dialer(session, request, id, ws.protocol, this.#options.dialTimeout ?? 10_000);
+    const dialer = new Dialer(session, request, id, ws.protocol, {
+      dialTimeout: this.#options.dialTimeout ?? 10_000,
+      http: this.#options.http,
+    });
     this.#dialers.add(dialer);
     this.#metrics.opened();
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { after, describe, test } from "node:test";
-import { dialAndListen, type Listener } from "../server-node/device.js";
+import { dialAndListen, serveHttp, type Listener } from "../server-node/device.js";
 import { Server, WslisError, type Dialer } from "../server-node/index.js";
 import { readAll, until, within } from "./helpers/memory.js";
 import { quiet, rawUpgrade, startServer } from "./helpers/net.js";
@@ -222,6 +222,18 @@ describe("limits", () => {
     await until(() => calls === 2 && server.devices.size === 1, 2000, "one device left");
     assert.equal(logged.length, 1);
     assert.equal(await roundTrip(server.devices.get("good")!, "alive"), "alive");
+  });
+
+  test("the http option sets every dialer.fetch's defaults (here: a 200 ms timeout)", async () => {
+    const { server, url } = await startServer(() => {}, { http: { timeout: 200 } });
+    cleanup.push(() => server.close());
+    const listener = await dialAndListen(url, { params: { deviceId: "slow" }, reconnect: false });
+    cleanup.push(() => listener.close());
+    void serveHttp(listener, () => new Promise<Response>(() => {}), { onError() {} }); // never answers
+    await until(() => server.devices.has("slow"), 2000, "device");
+    const started = Date.now();
+    await assert.rejects(server.devices.get("slow")!.fetch("http://device/"), hasCode("ERR_TIMEOUT"));
+    assert.ok(Date.now() - started < 1500);
   });
 
   test("options are validated eagerly", () => {
