@@ -10,6 +10,7 @@
  */
 
 import { Agent as HttpAgent, type AgentOptions as HttpAgentOptions } from "node:http";
+import { setMaxListeners } from "node:events";
 import { Duplex } from "node:stream";
 import { Agent } from "undici";
 import { HttpError, TimeoutError } from "../src/errors.js";
@@ -55,6 +56,8 @@ export class DeviceHttp {
 
   constructor(dialer: StreamDialer, options: DeviceHttpOptions = {}) {
     this.#dialer = dialer;
+    // Every dial and fetch in flight listens on it: as many listeners as concurrent requests, none leaked.
+    setMaxListeners(0, this.#gone.signal);
     this.#timeout = nonNegative("timeout", options.timeout ?? 30_000);
     const keepAliveTimeout = nonNegative("keepAliveTimeout", options.keepAliveTimeout ?? 10_000);
     if (options.connections !== undefined && !(Number.isInteger(options.connections) && options.connections > 0)) {

@@ -58,7 +58,7 @@ export async function writeResponse(sink: ByteSink, response: Response, context:
     fields.push([name, value]);
   }
   // RFC 9110 §6.6.1: an origin server with a clock sends Date.
-  if (!hasDate) fields.push(["date", new Date().toUTCString()]);
+  if (!hasDate) fields.push(["date", httpDate()]);
   const status = response.status;
   const head = (extra: [string, string][]) => {
     context.beforeHead?.();
@@ -94,6 +94,20 @@ export async function writeResponse(sink: ByteSink, response: Response, context:
   } finally {
     reader.releaseLock();
   }
+}
+
+let dateSecond = -1;
+let dateText = "";
+
+/** The current time as an IMF-fixdate, formatted once per second (it has a resolution of one second). */
+function httpDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(now).toUTCString();
+  }
+  return dateText;
 }
 
 /** A plain-text response for statuses the device answers by itself (400, 413, 431, 500...). */

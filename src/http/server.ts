@@ -275,15 +275,13 @@ async function callHandler(handler: HttpHandler, request: Request): Promise<Resp
  * per RFC 9110 §9.3.1) is left unread and dropped by the connection loop.
  */
 function buildRequest(head: RequestHead, info: RequestInfo, body: BodySource, signal: AbortSignal): Request {
-  const headers = new Headers();
-  for (const [name, value] of head.fields) headers.append(name, value);
   const method = head.method;
   const hasBody = !body.complete && method !== "GET" && method !== "HEAD";
   let request: Request;
   try {
     request = new Request(info.url, {
       method,
-      headers,
+      headers: head.fields,
       signal,
       ...(hasBody ? { body: body.stream(), duplex: "half" } : {}),
     } as RequestInit);
@@ -292,8 +290,8 @@ function buildRequest(head: RequestHead, info: RequestInfo, body: BodySource, si
   }
   // Browsers drop "forbidden" headers (Host, Cookie, Content-Length, Origin, Sec-*...) from a Request they
   // construct; the handler still deserves to see what the client sent, so it gets the full set.
-  if ([...headers.keys()].some((name) => !request.headers.has(name))) {
-    Object.defineProperty(request, "headers", { value: headers, enumerable: true });
+  if (head.fields.some(([name]) => !request.headers.has(name))) {
+    Object.defineProperty(request, "headers", { value: new Headers(head.fields), enumerable: true });
   }
   return request;
 }
