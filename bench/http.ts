@@ -4,7 +4,8 @@
  *  (a) raw ws: a 16-byte message out, a 1 KB message back (no yamux, no HTTP): the floor;
  *  (b) yamux stream: the same exchange on one wslis stream kept open (yamux, no HTTP);
  *  (c) dialer.fetch: `GET /1k` through undici to `serveHttp` on the device (connections reused);
- *  (d) node:http with dialer.agent: the same GET through `http.request`.
+ *  (d) node:http with dialer.agent: the same GET through `http.request`;
+ *  (e) for reference, no wslis at all: Node's fetch to a node:http server over TCP (what fetch costs by itself).
  *
  * Latency: sequential requests (one in flight), p50 and p99 in µs. Rate: requests per second, both
  * sequential and with 16 in flight. Both ends run in this one process (one core's worth of work per
@@ -55,7 +56,7 @@ export async function benchHttp(options: HttpBenchOptions = {}): Promise<Array<R
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
 
   const rig = await startRig();
-  const subjects: Subject[] = [await rawWs(), yamuxStream(rig), fetchSubject(rig), agentSubject(rig)];
+  const subjects: Subject[] = [await rawWs(), yamuxStream(rig), fetchSubject(rig), agentSubject(rig), await plainFetch()];
   const rows: Array<Record<string, string | number>> = [];
   let floor = 0;
   try {
@@ -248,6 +249,23 @@ function agentSubject(rig: Rig): Subject {
           .on("error", reject);
       }),
     async close() {},
+  };
+}
+
+async function plainFetch(): Promise<Subject> {
+  const server = http.createServer((_request, response) => response.end(BODY));
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/1k`;
+  return {
+    name: "(reference) Node fetch → node:http over TCP",
+    async once() {
+      await (await fetch(url)).arrayBuffer();
+    },
+    async close() {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
   };
 }
 
