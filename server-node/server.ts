@@ -243,7 +243,7 @@ export class Server extends EventTarget {
       return;
     }
     const id = this.#identify(request);
-    const session = new Session(this.#metrics.count(webSocketTransport(ws, nodeTransportOptions)), {
+    const session = new Session(this.#metrics.count(webSocketTransport(ws, { ...nodeTransportOptions, peer: "device" })), {
       ...this.#options.session,
       role: "client",
     });

@@ -63,6 +63,8 @@ export interface WebSocketTransportOptions {
   binaryType?: string;
   /** Allocates a message buffer (header + body). Default `new Uint8Array(size)`; Node passes `Buffer.allocUnsafe`. */
   allocate?: (size: number) => Uint8Array;
+  /** What the other end is, to read its close codes: "server" (default, on devices) or "device" (on the server). */
+  peer?: "server" | "device";
 }
 
 const OPEN = 1;
@@ -114,7 +116,8 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
       poll();
     }
   };
-  const onClose = (event: { code: number; reason: string }) => finish(closeError(event.code, event.reason));
+  const onClose = (event: { code: number; reason: string }) =>
+    finish(closeError(event.code, event.reason, options.peer));
 
   function finish(error: Error | undefined): void {
     if (closed) return;
@@ -197,9 +200,16 @@ export function closeCodeFor(reason: Error | undefined): [number, string] {
   }
 }
 
-/** The error a session ends with when its WebSocket closed with `code`. */
-export function closeError(code: number, reason: string): WslisError {
+/**
+ * The error a session ends with when its WebSocket closed with `code`. The wslis close codes mean
+ * something only when the server sent them; from a device, 1001 is just a page closed or navigated away.
+ */
+export function closeError(code: number, reason: string, peer: "server" | "device" = "server"): WslisError {
   const detail = `the WebSocket closed (code ${code}${reason ? `: ${reason}` : ""})`;
+  if (peer === "device") {
+    const why = code === CloseCode.GoingAway ? "the device went away (page closed or navigated)" : "the device disconnected";
+    return new SessionClosedError("ERR_CONNECTION_LOST", `${why}; ${detail}`);
+  }
   switch (code) {
     case CloseCode.GoingAway:
       return new SessionClosedError("ERR_SERVER_SHUTDOWN", `the server is shutting down; ${detail}`);

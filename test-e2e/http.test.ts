@@ -192,9 +192,11 @@ test("page closed mid-request: the server's fetch rejects within 1 s with the se
   await page.close();
   const error = await within(pending.then(() => undefined, (e: unknown) => e), 1000, "the fetch rejects after the page closed");
   const elapsed = performance.now() - closedAt;
-  // The device is gone: the session's close reason, not a timeout or an HTTP error. (Its code is whatever
-  // the session says of a browser's close 1001 "going away".)
+  // The device is gone: the session's close reason, not a timeout or an HTTP error.
   assert.ok(error instanceof SessionClosedError, `rejected with ${String(error)}`);
   assert.equal(error, dialer.closeReason);
+  // A page that closes sends 1001 ("going away"): the device left; the server is not shutting down.
+  assert.equal((error as SessionClosedError).code, "ERR_CONNECTION_LOST");
+  assert.match((error as Error).message, /device went away/);
   assert.ok(elapsed < 1000, `${elapsed} ms`);
 });
