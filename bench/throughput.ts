@@ -159,9 +159,9 @@ class Expectation {
 }
 
 /** The 64 KiB block every sender writes over and over (content does not matter: nothing compresses). */
-const block = new Uint8Array(CHUNK).map((_, i) => (i * 31 + 7) & 0xff);
+export const block = new Uint8Array(CHUNK).map((_, i) => (i * 31 + 7) & 0xff);
 
-function slice(remaining: number): Uint8Array {
+export function slice(remaining: number): Uint8Array {
   return remaining >= CHUNK ? block : block.subarray(0, remaining);
 }
 
@@ -194,7 +194,7 @@ async function rawWs(): Promise<Harness> {
  * Sends `bytes` in 64 KiB messages with backpressure: `ws.send`'s callback says when a message left for
  * the socket, so at most HIGH_WATER bytes wait in ws, and sending resumes below LOW_WATER (no polling).
  */
-async function sendRaw(ws: WebSocket, bytes: number): Promise<void> {
+export async function sendRaw(ws: WebSocket, bytes: number): Promise<void> {
   let pending = 0;
   let wake: (() => void) | undefined;
   let failure: Error | undefined;

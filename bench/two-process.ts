@@ -11,10 +11,9 @@ import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import WebSocket, { WebSocketServer } from "ws";
 import { listenAndServe, type Dialer } from "../server-node/index.js";
+import { sendRaw, slice } from "./throughput.js";
 
-const CHUNK = 64 * 1024;
 const MiB = 1024 * 1024;
-const block = new Uint8Array(CHUNK).map((_, i) => (i * 31 + 7) & 0xff);
 const child = fileURLToPath(new URL("./receiver-child.ts", import.meta.url));
 
 export interface TwoProcessRow {
@@ -52,20 +51,7 @@ async function rawWs(bytes: number, runs: number): Promise<number[]> {
     return await timeRuns(runs, bytes, async () => {
       const answer = once(ws, "message");
       ws.send(String(bytes));
-      // Backpressure from send callbacks: at most 1 MiB waits in ws, resume below 256 KiB.
-      let pending = 0;
-      let wake: (() => void) | undefined;
-      for (let sent = 0; sent < bytes; sent += CHUNK) {
-        pending += CHUNK;
-        ws.send(block, () => {
-          pending -= CHUNK;
-          if (wake && pending <= 256 * 1024) {
-            wake();
-            wake = undefined;
-          }
-        });
-        if (pending > MiB) await new Promise<void>((resolve) => (wake = resolve));
-      }
+      await sendRaw(ws, bytes);
       const [data] = (await answer) as [Buffer];
       if (Number(String(data)) !== bytes) throw new Error(`the receiver counted ${String(data)} bytes`);
     });
@@ -88,9 +74,11 @@ async function wslis(bytes: number, runs: number): Promise<number[]> {
     return await timeRuns(runs, bytes, async () => {
       const conn = await dialer.dial();
       const writer = conn.writable.getWriter();
-      for (let sent = 0; sent < bytes; sent += CHUNK) {
+      for (let sent = 0; sent < bytes; ) {
+        const chunk = slice(bytes - sent);
+        sent += chunk.length;
         await writer.ready;
-        void writer.write(block).catch(() => {}); // a failure surfaces in close()
+        void writer.write(chunk).catch(() => {}); // a failure surfaces in close()
       }
       await writer.close();
       const counted = Number(await new Response(conn.readable).text());
