@@ -14,7 +14,7 @@ import WebSocket, { WebSocketServer } from "ws";
 import { SessionClosedError } from "../src/errors.js";
 import { CloseCode, webSocketTransport } from "../src/transport.js";
 import { HEADER_SIZE } from "../src/yamux/frame.js";
-import { Session, type SessionOptions } from "../src/yamux/session.js";
+import { Session, sessionSettings, type SessionOptions } from "../src/yamux/session.js";
 import { nodeTransportOptions } from "./device.js";
 import { Dialer } from "./dialer.js";
 import type { DeviceHttpOptions } from "./http.js";
@@ -154,7 +154,8 @@ export class Server extends EventTarget {
         throw new RangeError(`wslis: ${name} must be a positive number, not ${String(value)}`);
       }
     }
-    const window = Math.max(options.session?.maxStreamWindow ?? 16 * 1024 * 1024, options.session?.streamWindow ?? 0);
+    // Session options fail here, not on a device's connection.
+    const window = sessionSettings({ ...options.session, role: "client" }).maxStreamWindow;
     this.#wss = new WebSocketServer({
       noServer: true,
       // A yamux frame is at most one (largest) window of data plus its header; our peers send no more per message.

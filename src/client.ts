@@ -20,7 +20,7 @@ import {
   type WebSocketLike,
   type WebSocketTransportOptions,
 } from "./transport.js";
-import { Session, type SessionOptions, type Transport } from "./yamux/session.js";
+import { Session, sessionSettings, type SessionOptions, type Transport } from "./yamux/session.js";
 import type { Stream } from "./yamux/stream.js";
 
 /** One stream to or from the peer: `readable`, `writable`, `streamID`, `close()`, `reset()`, `closed`. */
@@ -128,6 +128,7 @@ export class Listener extends EventTarget implements AsyncIterable<Conn> {
     this.#platform = platform;
     this.#reconnect = reconnectOptions(options.reconnect);
     validateTimeout("handshakeTimeout", options.handshakeTimeout);
+    sessionSettings({ ...options.session, role: "server" });
     if (options.headers !== undefined && !platform.canSendHeaders) {
       throw new TypeError(`wslis: the headers option is not supported here: ${browserPlatformHint}`);
     }

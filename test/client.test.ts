@@ -73,6 +73,7 @@ describe("dialAndListen", () => {
     await assert.rejects(dialAndListen("not a url"), TypeError);
     await assert.rejects(dialAndListen("ws://127.0.0.1:1", { handshakeTimeout: -1 }), RangeError);
     await assert.rejects(dialAndListen("ws://127.0.0.1:1", { reconnect: { multiplier: 0.5 } }), RangeError);
+    await assert.rejects(dialAndListen("ws://127.0.0.1:1", { session: { streamWindow: 1 } }), /streamWindow/);
   });
 
   test("the browser build refuses `headers` with a TypeError that points to params", async () => {

@@ -238,6 +238,7 @@ describe("limits", () => {
 
   test("options are validated eagerly", () => {
     assert.throws(() => new Server(() => {}, { maxDevices: 0 }), RangeError);
+    assert.throws(() => new Server(() => {}, { session: { keepAliveTimeout: 0 } }), /keepAliveTimeout/);
     assert.throws(() => new Server("nope" as never), TypeError);
   });
 });

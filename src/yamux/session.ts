@@ -153,31 +153,20 @@ export class Session extends EventTarget implements StreamHost {
 
   constructor(transport: Transport, options: SessionOptions) {
     super();
-    if (options.role !== "client" && options.role !== "server") {
-      throw new TypeError(`wslis: session role must be "client" or "server", not ${String(options.role)}`);
-    }
-    this.role = options.role;
-    this.#nextStreamID = options.firstStreamID ?? (options.role === "client" ? 1 : 2);
-    if (this.#nextStreamID % 2 !== (options.role === "client" ? 1 : 0)) {
-      throw new RangeError(`wslis: a ${options.role} opens ${options.role === "client" ? "odd" : "even"} stream IDs`);
-    }
-    this.#acceptBacklog = positiveInteger("acceptBacklog", options.acceptBacklog ?? 256);
-    this.#maxUnackedOpens = positiveInteger("maxUnackedOpens", options.maxUnackedOpens ?? 256);
-    this.#maxStreams = positiveInteger("maxStreams", options.maxStreams ?? 4096);
-    this.#window = positiveInteger("streamWindow", options.streamWindow ?? INITIAL_WINDOW);
-    if (this.#window < INITIAL_WINDOW || this.#window > MAX_STREAM_ID) {
-      throw new RangeError(`wslis: streamWindow must be between ${INITIAL_WINDOW} and ${MAX_STREAM_ID} bytes`);
-    }
-    this.maxFrameSize = positiveInteger("maxFrameSize", options.maxFrameSize ?? 64 * 1024);
-    this.#keepAliveInterval = nonNegativeInteger("keepAliveInterval", options.keepAliveInterval ?? 30_000);
-    this.#keepAliveTimeout = positiveInteger("keepAliveTimeout", options.keepAliveTimeout ?? 10_000);
-    this.#streamCloseTimeout = nonNegativeInteger("streamCloseTimeout", options.streamCloseTimeout ?? 300_000);
+    const settings = sessionSettings(options);
+    this.role = settings.role;
+    this.#nextStreamID = settings.firstStreamID;
+    this.#acceptBacklog = settings.acceptBacklog;
+    this.#maxUnackedOpens = settings.maxUnackedOpens;
+    this.#maxStreams = settings.maxStreams;
+    this.#window = settings.streamWindow;
+    this.#maxWindow = settings.maxStreamWindow;
+    this.maxFrameSize = settings.maxFrameSize;
+    this.#keepAliveInterval = settings.keepAliveInterval;
+    this.#keepAliveTimeout = settings.keepAliveTimeout;
+    this.#streamCloseTimeout = settings.streamCloseTimeout;
     this.#timers = options.timers ?? defaultTimers;
     this.#logger = options.logger;
-    this.#maxWindow = positiveInteger("maxStreamWindow", options.maxStreamWindow ?? Math.max(16 * 1024 * 1024, this.#window));
-    if (this.#maxWindow < this.#window || this.#maxWindow > MAX_STREAM_ID) {
-      throw new RangeError(`wslis: maxStreamWindow must be between streamWindow and ${MAX_STREAM_ID} bytes`);
-    }
     // A peer never sends a frame larger than the window it was given.
     this.#decoder = new Decoder({ maxDataLength: this.#maxWindow });
     this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
@@ -521,6 +510,42 @@ export class Session extends EventTarget implements StreamHost {
       );
     }, this.#keepAliveInterval);
   }
+}
+
+/**
+ * Session options with their defaults, validated: throws a RangeError or TypeError that names the bad
+ * option. Entry points call it up front so a mistake fails at once, not on the first connection.
+ */
+export function sessionSettings(options: SessionOptions) {
+  const { role } = options;
+  if (role !== "client" && role !== "server") {
+    throw new TypeError(`wslis: session role must be "client" or "server", not ${String(role)}`);
+  }
+  const firstStreamID = options.firstStreamID ?? (role === "client" ? 1 : 2);
+  if (firstStreamID % 2 !== (role === "client" ? 1 : 0)) {
+    throw new RangeError(`wslis: a ${role} opens ${role === "client" ? "odd" : "even"} stream IDs`);
+  }
+  const streamWindow = positiveInteger("streamWindow", options.streamWindow ?? INITIAL_WINDOW);
+  if (streamWindow < INITIAL_WINDOW || streamWindow > MAX_STREAM_ID) {
+    throw new RangeError(`wslis: streamWindow must be between ${INITIAL_WINDOW} and ${MAX_STREAM_ID} bytes`);
+  }
+  const maxStreamWindow = positiveInteger("maxStreamWindow", options.maxStreamWindow ?? Math.max(16 * 1024 * 1024, streamWindow));
+  if (maxStreamWindow < streamWindow || maxStreamWindow > MAX_STREAM_ID) {
+    throw new RangeError(`wslis: maxStreamWindow must be between streamWindow and ${MAX_STREAM_ID} bytes`);
+  }
+  return {
+    role,
+    firstStreamID,
+    streamWindow,
+    maxStreamWindow,
+    acceptBacklog: positiveInteger("acceptBacklog", options.acceptBacklog ?? 256),
+    maxUnackedOpens: positiveInteger("maxUnackedOpens", options.maxUnackedOpens ?? 256),
+    maxStreams: positiveInteger("maxStreams", options.maxStreams ?? 4096),
+    maxFrameSize: positiveInteger("maxFrameSize", options.maxFrameSize ?? 64 * 1024),
+    keepAliveInterval: nonNegativeInteger("keepAliveInterval", options.keepAliveInterval ?? 30_000),
+    keepAliveTimeout: positiveInteger("keepAliveTimeout", options.keepAliveTimeout ?? 10_000),
+    streamCloseTimeout: nonNegativeInteger("streamCloseTimeout", options.streamCloseTimeout ?? 300_000),
+  };
 }
 
 function settleAll(waiters: Waiter<void>[]): void {
