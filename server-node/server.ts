@@ -228,7 +228,13 @@ export class Server extends EventTarget {
       await new Promise<void>((resolve) => {
         this.#wss.handleUpgrade(request, socket, head, (ws) => {
           resolve();
-          this.#connected(ws, request);
+          try {
+            this.#connected(ws, request);
+          } catch (error) {
+            // A user callback (identify) threw: this device goes, the server stays.
+            this.#logger.error("wslis: setting up a connected device failed; closing it", error);
+            ws.close(1011, "server error");
+          }
         });
         // handleUpgrade answers bad requests (wrong version, bad key) itself and never calls back.
         socket.once("close", () => resolve());

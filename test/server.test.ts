@@ -236,6 +236,21 @@ describe("limits", () => {
     assert.ok(Date.now() - started < 1500);
   });
 
+  test("a throwing identify closes that device with 1011 and the server lives on", async () => {
+    const { server, url } = await startServer(() => {}, {
+      identify: (req) => {
+        if (req.url?.includes("bad")) throw new Error("identify bug");
+        return "fine";
+      },
+    });
+    cleanup.push(() => server.close());
+    const listener = await dialAndListen(`${url}?bad=1`, { reconnect: false });
+    const reason = await within(2000, listener.closed);
+    assert.match(reason.message, /1011/);
+    await echoDevice(url);
+    await until(() => server.devices.has("fine"), 2000, "the next device is served");
+  });
+
   test("options are validated eagerly", () => {
     assert.throws(() => new Server(() => {}, { maxDevices: 0 }), RangeError);
     assert.throws(() => new Server(() => {}, { session: { keepAliveTimeout: 0 } }), /keepAliveTimeout/);
