@@ -45,9 +45,9 @@ export interface ThroughputRow {
   /** Slowest and fastest runs, in MB/s. */
   min: number;
   max: number;
-  /** Median throughput divided by raw ws's. */
+  /** Median over rounds of its throughput divided by raw ws's in the same round. */
   ratio: number;
-  /** Highest growth of JS heap + ArrayBuffer memory over the implementation's baseline during its runs, in MB. */
+  /** Highest growth of JS heap + ArrayBuffer memory during one of its runs, in MB. */
   peakMemoryMB: number;
   bytesPerRun: number;
   runs: number;
@@ -59,62 +59,67 @@ interface Harness {
   close(): Promise<void>;
 }
 
-/** Runs the three implementations in turn and returns one row each. */
+/**
+ * Runs the implementations interleaved (raw ws, wslis, yamux-js, then again…) so that drift in the
+ * machine's speed hits all of them alike, and returns one row each. A row's ratio is the median, over
+ * rounds, of its rate divided by raw ws's rate in the same round.
+ */
 export async function benchThroughput(options: ThroughputOptions = {}): Promise<ThroughputRow[]> {
   const bytes = options.bytes ?? 64 * MiB;
   const yamuxJsBytes = options.yamuxJsBytes ?? 8 * MiB;
   const runs = options.runs ?? 5;
   const log = options.log ?? (() => {});
-  const variants: [string, () => Promise<Harness>, number][] = [
-    ["raw ws", rawWs, bytes],
-    ["wslis", wslis, bytes],
-    ["yamux-js", yamuxJs, yamuxJsBytes],
-  ];
-  const rows: ThroughputRow[] = [];
-  for (const [name, setup, size] of variants) {
-    if (options.only && !options.only.includes(name)) continue;
-    const result = await measure(name, setup, size, runs, log);
-    rows.push({ ...result, ratio: 0 });
+  const variants = (
+    [
+      ["raw ws", rawWs, bytes],
+      ["wslis", wslis, bytes],
+      ["yamux-js", yamuxJs, yamuxJsBytes],
+    ] as const
+  ).filter(([name]) => !options.only || options.only.includes(name));
+  const harnesses: Harness[] = [];
+  try {
+    for (const [, setup, size] of variants) {
+      const harness = await setup();
+      harnesses.push(harness);
+      await harness.run(Math.min(size / 4, 8 * MiB)); // warm-up: JIT, socket buffers
+    }
+    const rates: number[][] = variants.map(() => []);
+    const peaks: number[] = variants.map(() => 0);
+    for (let round = 0; round < runs; round++) {
+      for (const [k, [name, , size]] of variants.entries()) {
+        collectGarbage();
+        const memory = peakMemory();
+        const start = performance.now();
+        await harnesses[k]!.run(size);
+        rates[k]!.push(size / 1e6 / ((performance.now() - start) / 1000));
+        peaks[k] = Math.max(peaks[k]!, memory.stop());
+        log(`${name}: round ${round + 1}/${runs}: ${rates[k]!.at(-1)!.toFixed(1)} MB/s`);
+      }
+    }
+    const raw = variants.findIndex(([name]) => name === "raw ws");
+    return variants.map(([name, , size], k) => {
+      const sorted = [...rates[k]!].sort((a, b) => a - b);
+      const ratios = raw < 0 ? [NaN] : rates[k]!.map((rate, round) => rate / rates[raw]![round]!);
+      return {
+        implementation: name,
+        mbps: median(sorted),
+        min: sorted[0]!,
+        max: sorted.at(-1)!,
+        ratio: median(ratios),
+        peakMemoryMB: peaks[k]! / 1e6,
+        bytesPerRun: size,
+        runs,
+      };
+    });
+  } finally {
+    for (const harness of harnesses) await harness.close();
   }
-  const baseline = rows.find((row) => row.implementation === "raw ws")?.mbps ?? NaN;
-  for (const row of rows) row.ratio = row.mbps / baseline;
-  return rows;
 }
 
-async function measure(
-  name: string,
-  setup: () => Promise<Harness>,
-  bytes: number,
-  runs: number,
-  log: (line: string) => void,
-): Promise<Omit<ThroughputRow, "ratio">> {
-  const harness = await setup();
-  try {
-    await harness.run(Math.min(bytes / 4, 8 * MiB)); // warm-up: JIT, socket buffers
-    collectGarbage();
-    const memory = peakMemory();
-    const rates: number[] = [];
-    for (let i = 0; i < runs; i++) {
-      const start = performance.now();
-      await harness.run(bytes);
-      const seconds = (performance.now() - start) / 1000;
-      rates.push(bytes / 1e6 / seconds);
-      log(`${name}: run ${i + 1}/${runs}: ${rates.at(-1)!.toFixed(1)} MB/s`);
-    }
-    const peakMemoryMB = memory.stop() / 1e6;
-    rates.sort((a, b) => a - b);
-    return {
-      implementation: name,
-      mbps: rates[Math.floor(rates.length / 2)]!,
-      min: rates[0]!,
-      max: rates.at(-1)!,
-      peakMemoryMB,
-      bytesPerRun: bytes,
-      runs,
-    };
-  } finally {
-    await harness.close();
-  }
+/** The middle value (the upper one of the two middle values for an even count). */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
 }
 
 /** Forces a full GC when the runtime allows it, so memory baselines do not carry the previous run's garbage. */

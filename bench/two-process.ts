@@ -11,7 +11,7 @@ import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import WebSocket, { WebSocketServer } from "ws";
 import { listenAndServe, type Dialer } from "../server-node/index.js";
-import { sendRaw, slice } from "./throughput.js";
+import { median, sendRaw, slice } from "./throughput.js";
 
 const MiB = 1024 * 1024;
 const child = fileURLToPath(new URL("./receiver-child.ts", import.meta.url));
@@ -30,38 +30,32 @@ function receiver(kind: string, url: string): ChildProcess {
   return spawn(process.execPath, ["--import", "tsx", child, kind, url], { stdio: ["ignore", "inherit", "inherit"] });
 }
 
-/** Times `runs` runs (after one warm-up) and returns MB/s of each. */
-async function timeRuns(runs: number, bytes: number, run: () => Promise<void>): Promise<number[]> {
-  await run();
-  const rates: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const start = performance.now();
-    await run();
-    rates.push(bytes / 1e6 / ((performance.now() - start) / 1000));
-  }
-  return rates.sort((a, b) => a - b);
+interface Harness {
+  run(): Promise<void>;
+  close(): Promise<void>;
 }
 
-async function rawWs(bytes: number, runs: number): Promise<number[]> {
+async function rawWs(bytes: number): Promise<Harness> {
   const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, perMessageDeflate: false });
   await once(wss, "listening");
   const proc = receiver("raw ws", `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`);
-  try {
-    const [ws] = (await once(wss, "connection")) as [WebSocket];
-    return await timeRuns(runs, bytes, async () => {
+  const [ws] = (await once(wss, "connection")) as [WebSocket];
+  return {
+    async run() {
       const answer = once(ws, "message");
       ws.send(String(bytes));
       await sendRaw(ws, bytes);
       const [data] = (await answer) as [Buffer];
       if (Number(String(data)) !== bytes) throw new Error(`the receiver counted ${String(data)} bytes`);
-    });
-  } finally {
-    proc.kill("SIGTERM");
-    await new Promise((resolve) => wss.close(resolve));
-  }
+    },
+    async close() {
+      proc.kill("SIGTERM");
+      await new Promise((resolve) => wss.close(resolve));
+    },
+  };
 }
 
-async function wslis(bytes: number, runs: number): Promise<number[]> {
+async function wslis(bytes: number): Promise<Harness> {
   let onDevice!: (dialer: Dialer) => void;
   const connected = new Promise<Dialer>((resolve) => (onDevice = resolve));
   const server = await listenAndServe("127.0.0.1:0", (dialer) => onDevice(dialer), {
@@ -69,9 +63,9 @@ async function wslis(bytes: number, runs: number): Promise<number[]> {
     drainTimeout: 100,
   });
   const proc = receiver("wslis", `ws://127.0.0.1:${server.address().port}`);
-  try {
-    const dialer = await connected;
-    return await timeRuns(runs, bytes, async () => {
+  const dialer = await connected;
+  return {
+    async run() {
       const conn = await dialer.dial();
       const writer = conn.writable.getWriter();
       for (let sent = 0; sent < bytes; ) {
@@ -83,30 +77,51 @@ async function wslis(bytes: number, runs: number): Promise<number[]> {
       await writer.close();
       const counted = Number(await new Response(conn.readable).text());
       if (counted !== bytes) throw new Error(`the device counted ${counted} bytes`);
-    });
-  } finally {
-    proc.kill("SIGTERM");
-    await server.close();
-  }
+    },
+    async close() {
+      proc.kill("SIGTERM");
+      await server.close();
+    },
+  };
 }
 
+/** Raw ws and wslis, interleaved round by round (see bench/throughput.ts), one row each. */
 export async function benchTwoProcess(options: { bytes?: number; runs?: number; log?: (line: string) => void } = {}): Promise<TwoProcessRow[]> {
   const bytes = options.bytes ?? 64 * MiB;
   const runs = options.runs ?? 5;
-  const rows: TwoProcessRow[] = [];
-  for (const [name, fn] of [["raw ws", rawWs], ["wslis", wslis]] as const) {
-    const rates = await fn(bytes, runs);
-    options.log?.(`${name} (two processes): ${rates.map((r) => r.toFixed(0)).join(", ")} MB/s`);
-    rows.push({
-      implementation: name,
-      mbps: rates[Math.floor(rates.length / 2)]!,
-      min: rates[0]!,
-      max: rates.at(-1)!,
-      ratio: 0,
-      bytesPerRun: bytes,
-      runs,
+  const variants = [
+    ["raw ws", rawWs],
+    ["wslis", wslis],
+  ] as const;
+  const harnesses: Harness[] = [];
+  try {
+    for (const [, setup] of variants) {
+      const harness = await setup(bytes);
+      harnesses.push(harness);
+      await harness.run(); // warm-up
+    }
+    const rates: number[][] = variants.map(() => []);
+    for (let round = 0; round < runs; round++) {
+      for (const [k, [name]] of variants.entries()) {
+        const start = performance.now();
+        await harnesses[k]!.run();
+        rates[k]!.push(bytes / 1e6 / ((performance.now() - start) / 1000));
+        options.log?.(`${name} (two processes): round ${round + 1}/${runs}: ${rates[k]!.at(-1)!.toFixed(1)} MB/s`);
+      }
+    }
+    return variants.map(([name], k) => {
+      const sorted = [...rates[k]!].sort((a, b) => a - b);
+      return {
+        implementation: name,
+        mbps: median(sorted),
+        min: sorted[0]!,
+        max: sorted.at(-1)!,
+        ratio: median(rates[k]!.map((rate, round) => rate / rates[0]![round]!)),
+        bytesPerRun: bytes,
+        runs,
+      };
     });
+  } finally {
+    for (const harness of harnesses) await harness.close();
   }
-  for (const row of rows) row.ratio = row.mbps / rows[0]!.mbps;
-  return rows;
 }
