@@ -8,11 +8,17 @@ import WebSocket from "ws";
 import { dialAndListen as dial, listen as listenOn, type DialOptions, type Listener, type Platform } from "../src/client.js";
 import type { WebSocketLike, WebSocketTransportOptions } from "../src/transport.js";
 
-/** How Node wraps a `ws` socket: Buffers in (no ArrayBuffer copy), unzeroed buffers out, send callbacks for backpressure. */
+/**
+ * How Node wraps a `ws` socket: Buffers in (no ArrayBuffer copy), unzeroed buffers out, send callbacks for
+ * backpressure, and frames coalesced per event-loop turn.
+ */
 export const nodeTransportOptions: WebSocketTransportOptions = {
   binaryType: "nodebuffer",
   allocate: (size) => Buffer.allocUnsafe(size),
   sendCallbacks: true,
+  // Frames written in one turn leave as one message from reused slabs (measured: 0.50–0.57× → 0.62–0.71×
+  // of raw ws in the one-process benchmark).
+  coalesce: { bytes: 256 * 1024, defer: setImmediate },
 };
 
 export const nodePlatform: Platform = {

@@ -65,6 +65,12 @@ export interface WebSocketTransportOptions {
   allocate?: (size: number) => Uint8Array;
   /** What the other end is, to read its close codes: "server" (default, on devices) or "device" (on the server). */
   peer?: "server" | "device";
+  /**
+   * With `sendCallbacks`: Data frames written in one turn of the event loop leave as one message (the
+   * WebSocket is a byte stream to yamux), copied into reused buffers of `bytes`; `defer` runs the flush at
+   * the end of the turn (Node: `setImmediate`). Control frames flush at once.
+   */
+  coalesce?: { bytes: number; defer(flush: () => void): void };
 }
 
 const OPEN = 1;
@@ -139,6 +145,8 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
     sink?.drain();
   }
 
+  const batcher = options.sendCallbacks && options.coalesce ? new Batcher(options.coalesce, allocate, ws, sent) : undefined;
+
   ws.binaryType = options.binaryType ?? "arraybuffer";
   // The close event that follows an error says all we need; but `ws` (Node) throws an error event
   // nobody listens to, so listen, for good.
@@ -155,6 +163,13 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
     },
     write(header, body) {
       if (closed || ws.readyState !== OPEN) return true;
+      if (batcher) {
+        unsent += HEADER_SIZE + (body?.length ?? 0);
+        batcher.append(header, body);
+        if (unsent <= highWaterMark) return true;
+        waiting = true;
+        return false;
+      }
       let message = header;
       if (body !== undefined && body.length > 0) {
         message = allocate(HEADER_SIZE + body.length);
@@ -175,6 +190,7 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
     },
     close(reason) {
       if (closed) return;
+      batcher?.flush(); // the GoAway, and any data before it, go out before the close frame
       finish(undefined);
       ws.close(...closeCodeFor(reason));
     },
@@ -182,6 +198,94 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
 }
 
 function ignore(): void {}
+
+/**
+ * Copies frames into slabs and sends what one turn wrote as one message. A slab is reused once every
+ * message cut from it has left for the socket (send callbacks), so steady traffic allocates nothing.
+ */
+class Batcher {
+  readonly #bytes: number;
+  readonly #defer: (flush: () => void) => void;
+  readonly #allocate: (size: number) => Uint8Array;
+  readonly #ws: WebSocketLike;
+  readonly #sent: (size: number) => () => void;
+  readonly #free: Uint8Array[] = [];
+  /** Messages in flight per slab. */
+  readonly #inFlight = new Map<Uint8Array, number>();
+  #slab: Uint8Array | undefined;
+  /** Where the message being filled starts in the slab, and where it ends now. */
+  #start = 0;
+  #end = 0;
+  #scheduled = false;
+
+  constructor(
+    options: { bytes: number; defer(flush: () => void): void },
+    allocate: (size: number) => Uint8Array,
+    ws: WebSocketLike,
+    sent: (size: number) => () => void,
+  ) {
+    this.#bytes = options.bytes;
+    this.#defer = options.defer;
+    this.#allocate = allocate;
+    this.#ws = ws;
+    this.#sent = sent;
+  }
+
+  append(header: Uint8Array, body: Uint8Array | undefined): void {
+    const size = HEADER_SIZE + (body?.length ?? 0);
+    if (size > this.#bytes) {
+      // Larger than a slab: a message of its own, after what is pending.
+      this.flush();
+      const message = this.#allocate(size);
+      message.set(header, 0);
+      if (body) message.set(body, HEADER_SIZE);
+      this.#ws.send(message, this.#sent(size));
+      return;
+    }
+    if (this.#slab === undefined || this.#end + size > this.#slab.length) this.#nextSlab();
+    const slab = this.#slab!;
+    slab.set(header, this.#end);
+    if (body) slab.set(body, this.#end + HEADER_SIZE);
+    this.#end += size;
+    if (body === undefined) {
+      // A control frame (SYN, ACK, FIN, RST, window credit, ping, GoAway) does not wait for the turn to
+      // end: it leaves now, with the data written before it.
+      this.flush();
+    } else if (!this.#scheduled) {
+      this.#scheduled = true;
+      this.#defer(() => this.flush());
+    }
+  }
+
+  /** Sends what was appended since the last flush. */
+  flush(): void {
+    this.#scheduled = false;
+    const slab = this.#slab;
+    if (slab === undefined || this.#end === this.#start) return;
+    const message = slab.subarray(this.#start, this.#end);
+    this.#start = this.#end;
+    this.#inFlight.set(slab, (this.#inFlight.get(slab) ?? 0) + 1);
+    const done = this.#sent(message.length);
+    this.#ws.send(message, () => {
+      const left = this.#inFlight.get(slab)! - 1;
+      if (left > 0) this.#inFlight.set(slab, left);
+      else {
+        this.#inFlight.delete(slab);
+        if (slab !== this.#slab) this.#free.push(slab);
+      }
+      done();
+    });
+  }
+
+  #nextSlab(): void {
+    this.flush();
+    const previous = this.#slab;
+    if (previous !== undefined && !this.#inFlight.has(previous)) this.#free.push(previous);
+    this.#slab = this.#free.pop() ?? this.#allocate(this.#bytes);
+    this.#start = 0;
+    this.#end = 0;
+  }
+}
 
 /** The WebSocket close code and reason for a session that ended with `reason`. */
 export function closeCodeFor(reason: Error | undefined): [number, string] {
