@@ -16,8 +16,8 @@ export const nodeTransportOptions: WebSocketTransportOptions = {
   binaryType: "nodebuffer",
   allocate: (size) => Buffer.allocUnsafe(size),
   sendCallbacks: true,
-  // Frames written in one turn leave as one message from reused slabs (measured: 0.50–0.57× → 0.62–0.71×
-  // of raw ws in the one-process benchmark).
+  // Frames written in one turn leave as one message from reused slabs (measured: 0.50–0.57× → 0.6–0.7× of
+  // raw ws in the one-process benchmark); 1 MiB slabs measured no better once idle slabs are let go.
   coalesce: { bytes: 256 * 1024, defer: setImmediate },
 };
 

@@ -201,7 +201,9 @@ function ignore(): void {}
 
 /**
  * Copies frames into slabs and sends what one turn wrote as one message. A slab is reused once every
- * message cut from it has left for the socket (send callbacks), so steady traffic allocates nothing.
+ * message cut from it has left for the socket (send callbacks), so steady traffic allocates nothing; once
+ * everything has left and nothing waits, the slabs are let go, so an idle connection holds no buffer
+ * (a server may hold many thousands of them).
  */
 class Batcher {
   readonly #bytes: number;
@@ -271,7 +273,13 @@ class Batcher {
       if (left > 0) this.#inFlight.set(slab, left);
       else {
         this.#inFlight.delete(slab);
-        if (slab !== this.#slab) this.#free.push(slab);
+        if (this.#inFlight.size === 0 && this.#start === this.#end) {
+          // All written, nothing pending: idle. Keep no memory.
+          this.#slab = undefined;
+          this.#free.length = 0;
+        } else if (slab !== this.#slab && this.#free.length < 2) {
+          this.#free.push(slab);
+        }
       }
       done();
     });
@@ -280,7 +288,7 @@ class Batcher {
   #nextSlab(): void {
     this.flush();
     const previous = this.#slab;
-    if (previous !== undefined && !this.#inFlight.has(previous)) this.#free.push(previous);
+    if (previous !== undefined && !this.#inFlight.has(previous) && this.#free.length < 2) this.#free.push(previous);
     this.#slab = this.#free.pop() ?? this.#allocate(this.#bytes);
     this.#start = 0;
     this.#end = 0;
