@@ -16,9 +16,10 @@ export const nodeTransportOptions: WebSocketTransportOptions = {
   binaryType: "nodebuffer",
   allocate: (size) => Buffer.allocUnsafe(size),
   sendCallbacks: true,
-  // Frames written in one turn leave as one message from reused slabs (measured: 0.50–0.57× → 0.6–0.7× of
-  // raw ws in the one-process benchmark); 1 MiB slabs measured no better once idle slabs are let go.
-  coalesce: { bytes: 256 * 1024, defer: setImmediate },
+  // Frames written in one turn leave as one message from reused 1 MiB slabs. Smaller slabs did not fit
+  // enough 64 KiB frames to be reused steadily (a 256 KiB slab was allocated per 192 KiB sent); with 1 MiB
+  // a 64 MiB transfer allocates 4. Measured in the one-process benchmark: 0.50–0.57× → 0.84–0.95× of raw ws.
+  coalesce: { bytes: 1024 * 1024, defer: setImmediate },
 };
 
 export const nodePlatform: Platform = {

@@ -129,6 +129,7 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
     if (closed) return;
     closed = true;
     clearTimeout(polling);
+    batcher?.dispose();
     ws.removeEventListener("message", onMessage);
     ws.removeEventListener("close", onClose);
     if (sink) sink.close(error);
@@ -219,6 +220,7 @@ class Batcher {
   #start = 0;
   #end = 0;
   #scheduled = false;
+  #releaseTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     options: { bytes: number; defer(flush: () => void): void },
@@ -274,15 +276,35 @@ class Batcher {
       else {
         this.#inFlight.delete(slab);
         if (this.#inFlight.size === 0 && this.#start === this.#end) {
-          // All written, nothing pending: idle. Keep no memory.
-          this.#slab = undefined;
-          this.#free.length = 0;
+          this.#releaseWhenIdle();
         } else if (slab !== this.#slab && this.#free.length < 2) {
           this.#free.push(slab);
         }
       }
       done();
     });
+  }
+
+  /**
+   * Lets the slabs go if the connection is still idle a second from now: not at once, or a stream that
+   * pauses between writes would allocate a slab per burst.
+   */
+  #releaseWhenIdle(): void {
+    if (this.#releaseTimer !== undefined) return;
+    this.#releaseTimer = setTimeout(() => {
+      this.#releaseTimer = undefined;
+      if (this.#inFlight.size > 0 || this.#start !== this.#end) return;
+      this.#slab = undefined;
+      this.#free.length = 0;
+    }, 1000);
+    // Node: this timer alone must not keep the process alive.
+    (this.#releaseTimer as { unref?: () => void }).unref?.();
+  }
+
+  /** Stops the idle timer (the socket is closing). */
+  dispose(): void {
+    clearTimeout(this.#releaseTimer);
+    this.#releaseTimer = undefined;
   }
 
   #nextSlab(): void {

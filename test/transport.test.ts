@@ -81,3 +81,28 @@ test("coalescing: frames of one turn leave as one message, slabs are reused only
   const frames = [...new Decoder({ maxDataLength: 1 << 20 }).decode(wire)];
   assert.equal(frames.length, 14);
 });
+
+test("coalescing: slabs are reused while busy and let go after a second idle", async () => {
+  const ws = new SlowSocket();
+  let allocations = 0;
+  const transport = webSocketTransport(ws, {
+    sendCallbacks: true,
+    coalesce: { bytes: 64 * 1024, defer: setImmediate },
+    allocate: (size) => (allocations++, new Uint8Array(size)),
+  });
+  transport.start({ data() {}, drain() {}, close() {} });
+  const burst = async () => {
+    transport.write(encodeHeader(FrameType.Data, 0, 1, 1000), randomBytes(1000));
+    await turn();
+    ws.flushAll(); // written out: the connection is idle again
+  };
+  await burst();
+  assert.equal(allocations, 1);
+  await burst();
+  await burst();
+  assert.equal(allocations, 1, "a busy connection reuses its slab");
+  await new Promise((resolve) => setTimeout(resolve, 1100));
+  await burst();
+  assert.equal(allocations, 2, "after a second idle the slab was let go, so a new one was needed");
+  transport.close();
+});
