@@ -245,14 +245,7 @@ async function wslis(): Promise<Harness> {
     async run(bytes) {
       expectation = new Expectation(bytes);
       const conn = await dialer.dial();
-      const writer = conn.writable.getWriter();
-      for (let sent = 0; sent < bytes; ) {
-        const chunk = slice(bytes - sent);
-        sent += chunk.length;
-        await writer.ready;
-        void writer.write(chunk).catch(() => {}); // a failure surfaces in close() below
-      }
-      await Promise.all([writer.close(), expectation.done]);
+      await Promise.all([writeAll(conn.writable, bytes), expectation.done]);
     },
     async close() {
       await listener.close();
@@ -260,6 +253,21 @@ async function wslis(): Promise<Harness> {
       await server.close();
     },
   };
+}
+
+/**
+ * Writes `bytes` in 64 KiB chunks as fast as the stream takes them (`ready` is its backpressure), then
+ * closes it; a failed write surfaces in the close.
+ */
+export async function writeAll(writable: WritableStream<Uint8Array>, bytes: number): Promise<void> {
+  const writer = writable.getWriter();
+  for (let sent = 0; sent < bytes; ) {
+    const chunk = slice(bytes - sent);
+    sent += chunk.length;
+    await writer.ready;
+    void writer.write(chunk).catch(() => {});
+  }
+  await writer.close();
 }
 
 // (c) yamux-js

@@ -11,7 +11,7 @@ import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import WebSocket, { WebSocketServer } from "ws";
 import { listenAndServe, type Dialer } from "../server-node/index.js";
-import { median, sendRaw, slice } from "./throughput.js";
+import { median, sendRaw, writeAll } from "./throughput.js";
 
 const MiB = 1024 * 1024;
 const child = fileURLToPath(new URL("./receiver-child.ts", import.meta.url));
@@ -67,14 +67,7 @@ async function wslis(bytes: number): Promise<Harness> {
   return {
     async run() {
       const conn = await dialer.dial();
-      const writer = conn.writable.getWriter();
-      for (let sent = 0; sent < bytes; ) {
-        const chunk = slice(bytes - sent);
-        sent += chunk.length;
-        await writer.ready;
-        void writer.write(chunk).catch(() => {}); // a failure surfaces in close()
-      }
-      await writer.close();
+      await writeAll(conn.writable, bytes);
       const counted = Number(await new Response(conn.readable).text());
       if (counted !== bytes) throw new Error(`the device counted ${counted} bytes`);
     },
