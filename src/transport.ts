@@ -12,7 +12,7 @@
  */
 
 import { SessionClosedError, WslisError } from "./errors.js";
-import { HEADER_SIZE } from "./yamux/frame.js";
+import { FrameType, HEADER_SIZE } from "./yamux/frame.js";
 import type { Transport, TransportSink } from "./yamux/session.js";
 
 /** The part of the WebSocket API wslis uses; the browser's `WebSocket` and `ws`'s both have it. */
@@ -165,8 +165,7 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
     write(header, body) {
       if (closed || ws.readyState !== OPEN) return true;
       if (batcher) {
-        unsent += HEADER_SIZE + (body?.length ?? 0);
-        batcher.append(header, body);
+        unsent += batcher.append(header, body);
         if (unsent <= highWaterMark) return true;
         waiting = true;
         return false;
@@ -219,6 +218,11 @@ class Batcher {
   /** Where the message being filled starts in the slab, and where it ends now. */
   #start = 0;
   #end = 0;
+  /**
+   * Where the header of the last frame appended sits in the slab when that frame is a plain Data frame
+   * (no flags) still unsent, so the next one of the same stream can extend it; -1 otherwise.
+   */
+  #openData = -1;
   #scheduled = false;
   #releaseTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -235,7 +239,8 @@ class Batcher {
     this.#sent = sent;
   }
 
-  append(header: Uint8Array, body: Uint8Array | undefined): void {
+  /** Appends a frame; returns how many bytes that added to what will be sent. */
+  append(header: Uint8Array, body: Uint8Array | undefined): number {
     const size = HEADER_SIZE + (body?.length ?? 0);
     if (size > this.#bytes) {
       // Larger than a slab: a message of its own, after what is pending.
@@ -244,12 +249,23 @@ class Batcher {
       message.set(header, 0);
       if (body) message.set(body, HEADER_SIZE);
       this.#ws.send(message, this.#sent(size));
-      return;
+      return size;
     }
-    if (this.#slab === undefined || this.#end + size > this.#slab.length) this.#nextSlab();
-    const slab = this.#slab!;
-    slab.set(header, this.#end);
-    if (body) slab.set(body, this.#end + HEADER_SIZE);
+    const slab = this.#slab;
+    if (body !== undefined && this.#openData >= 0 && this.#end + body.length <= slab!.length && continuesData(slab!, this.#openData, header)) {
+      // The same stream's next Data frame, right behind its previous one in an unsent message: one frame
+      // of the two bodies' length carries the same bytes. The peer's window admits it: both were sent
+      // within credit granted before the peer could have seen either.
+      slab!.set(body, this.#end);
+      this.#end += body.length;
+      writeUint32(slab!, this.#openData + 8, this.#end - this.#openData - HEADER_SIZE);
+      return body.length;
+    }
+    if (slab === undefined || this.#end + size > slab.length) this.#nextSlab();
+    const target = this.#slab!;
+    target.set(header, this.#end);
+    if (body) target.set(body, this.#end + HEADER_SIZE);
+    this.#openData = body !== undefined && isPlainData(header) ? this.#end : -1;
     this.#end += size;
     if (body === undefined) {
       // A control frame (SYN, ACK, FIN, RST, window credit, ping, GoAway) does not wait for the turn to
@@ -259,11 +275,13 @@ class Batcher {
       this.#scheduled = true;
       this.#defer(() => this.flush());
     }
+    return size;
   }
 
   /** Sends what was appended since the last flush. */
   flush(): void {
     this.#scheduled = false;
+    this.#openData = -1;
     const slab = this.#slab;
     if (slab === undefined || this.#end === this.#start) return;
     const message = slab.subarray(this.#start, this.#end);
@@ -315,6 +333,29 @@ class Batcher {
     this.#start = 0;
     this.#end = 0;
   }
+}
+
+/** A Data frame header without flags (byte 1 is the type, bytes 2–3 the flags). */
+function isPlainData(header: Uint8Array): boolean {
+  return header[1] === FrameType.Data && header[2] === 0 && header[3] === 0;
+}
+
+/** True when `header` is a plain Data frame of the same stream as the plain Data frame at `at` in `slab`. */
+function continuesData(slab: Uint8Array, at: number, header: Uint8Array): boolean {
+  return (
+    isPlainData(header) &&
+    slab[at + 4] === header[4] &&
+    slab[at + 5] === header[5] &&
+    slab[at + 6] === header[6] &&
+    slab[at + 7] === header[7]
+  );
+}
+
+function writeUint32(bytes: Uint8Array, at: number, value: number): void {
+  bytes[at] = value >>> 24;
+  bytes[at + 1] = (value >>> 16) & 0xff;
+  bytes[at + 2] = (value >>> 8) & 0xff;
+  bytes[at + 3] = value & 0xff;
 }
 
 /** The WebSocket close code and reason for a session that ended with `reason`. */

@@ -36,6 +36,17 @@ class SlowSocket implements WebSocketLike {
 
 const turn = () => new Promise((resolve) => setImmediate(resolve));
 
+/** The frames on the wire as [type, flags, streamID, length], and the Data bytes each stream carried. */
+function readWire(wire: Uint8Array[]): { frames: number[][]; bytes: Map<number, Buffer> } {
+  const frames: number[][] = [];
+  const parts = new Map<number, Buffer[]>();
+  for (const frame of new Decoder({ maxDataLength: 1 << 20 }).decode(Buffer.concat(wire))) {
+    frames.push([frame.type, frame.flags, frame.streamID, frame.length]);
+    if (frame.type === FrameType.Data) parts.set(frame.streamID, [...(parts.get(frame.streamID) ?? []), Buffer.from(frame.body)]);
+  }
+  return { frames, bytes: new Map([...parts].map(([id, list]) => [id, Buffer.concat(list)])) };
+}
+
 test("coalescing: frames of one turn leave as one message, slabs are reused only once written, control frames at once", async () => {
   const ws = new SlowSocket();
   const transport = webSocketTransport(ws, {
@@ -45,12 +56,10 @@ test("coalescing: frames of one turn leave as one message, slabs are reused only
   });
   transport.start({ data() {}, drain() {}, close() {} });
 
-  const expected: Uint8Array[] = [];
+  const sent = new Map<number, Uint8Array[]>();
   const frame = (type: FrameType, flags: number, id: number, body?: Uint8Array) => {
-    const header = encodeHeader(type, flags, id, body?.length ?? 0);
-    expected.push(header);
-    if (body) expected.push(body.slice());
-    transport.write(header, body);
+    if (body) sent.set(id, [...(sent.get(id) ?? []), body.slice()]);
+    transport.write(encodeHeader(type, flags, id, body?.length ?? 0), body);
   };
   // Turn 1: three data frames, written while nothing has left yet; the caller reuses its buffer at once.
   const scratch = new Uint8Array(20_000);
@@ -76,10 +85,56 @@ test("coalescing: frames of one turn leave as one message, slabs are reused only
   ws.flushAll();
   assert.equal(ws.closedWith, 1000);
 
-  const wire = Buffer.concat(ws.wire);
-  assert.equal(Buffer.compare(wire, Buffer.concat(expected)), 0, "the bytes on the wire are exactly the frames, in order");
-  const frames = [...new Decoder({ maxDataLength: 1 << 20 }).decode(wire)];
-  assert.equal(frames.length, 14);
+  const { frames, bytes } = readWire(ws.wire);
+  // A stream's consecutive Data frames in one message became one frame; a full slab, a control frame
+  // and the end of the turn each end the frame.
+  const D = FrameType.Data;
+  assert.deepEqual(frames, [
+    [D, 0, 1, 60_000],
+    [D, 0, 1, 60_000],
+    [D, 0, 1, 40_000],
+    [FrameType.WindowUpdate, Flag.ACK, 2, 0],
+    [D, 0, 3, 100_000],
+    [D, 0, 5, 60_000],
+    [D, 0, 5, 60_000],
+  ]);
+  for (const [id, bodies] of sent) {
+    assert.equal(Buffer.compare(bytes.get(id)!, Buffer.concat(bodies)), 0, `stream ${id} carried exactly its bytes, in order`);
+  }
+  assert.equal(Buffer.concat(ws.wire).length, 12 * 7 + 380_000, "nothing else is on the wire");
+});
+
+test("coalescing joins only plain Data frames of one stream that follow each other", async () => {
+  const ws = new SlowSocket();
+  const transport = webSocketTransport(ws, { sendCallbacks: true, coalesce: { bytes: 1 << 20, defer: setImmediate } });
+  transport.start({ data() {}, drain() {}, close() {} });
+  const data = (flags: number, id: number, size: number, seed: number) =>
+    transport.write(encodeHeader(FrameType.Data, flags, id, size), randomBytes(size, seed));
+  data(0, 1, 1000, 1);
+  data(0, 3, 1000, 2); // another stream: a frame of its own
+  data(0, 1, 1000, 3); // stream 1 again, but not right after its previous frame
+  data(0, 1, 1000, 4); // joins the previous one
+  data(Flag.FIN, 1, 1000, 5); // a flag: a frame of its own (it must stay on its bytes)
+  data(0, 1, 1000, 6); // after a frame with flags: a frame of its own
+  await turn();
+  data(0, 1, 1000, 7); // a new turn, a new message: a new frame
+  await turn();
+  ws.flushAll();
+  transport.close();
+
+  assert.equal(ws.wire.length, 2, "one message per turn");
+  const { frames, bytes } = readWire(ws.wire);
+  const D = FrameType.Data;
+  assert.deepEqual(frames, [
+    [D, 0, 1, 1000],
+    [D, 0, 3, 1000],
+    [D, 0, 1, 2000],
+    [D, Flag.FIN, 1, 1000],
+    [D, 0, 1, 1000],
+    [D, 0, 1, 1000],
+  ]);
+  const expected = Buffer.concat([1, 3, 4, 5, 6, 7].map((seed) => randomBytes(1000, seed)));
+  assert.equal(Buffer.compare(bytes.get(1)!, expected), 0);
 });
 
 test("coalescing: slabs are reused while busy and let go after a second idle", async () => {
