@@ -153,7 +153,11 @@ export class Stream {
         start: (controller) => {
           this.#writeController = controller;
         },
-        write: (chunk) => (this.#writing = this.#write(chunk)),
+        write: (chunk) => {
+          const pending = this.#write(toBytes(chunk), 0);
+          this.#writing = pending ?? SETTLED;
+          return pending;
+        },
         close: () => this.#sendFin(),
         abort: () => this.reset(),
       },
@@ -315,22 +319,28 @@ export class Stream {
 
   // Send side.
 
-  async #write(chunk: Uint8Array): Promise<void> {
-    const bytes = toBytes(chunk);
-    let offset = 0;
+  /**
+   * Sends `bytes` from `offset` on. Returns nothing when all of it went out at once (the usual case), or
+   * a promise for the rest while it waits for window credit or for the transport to drain.
+   */
+  #write(bytes: Uint8Array, offset: number): Promise<void> | undefined {
     while (offset < bytes.length) {
-      if (this.#error) throw this.#error;
-      if (this.#finSent) throw new StreamClosedError(this.streamID);
+      if (this.#error) return Promise.reject(this.#error);
+      if (this.#finSent) return Promise.reject(new StreamClosedError(this.streamID));
       if (this.#sendWindow === 0) {
-        await new Promise<void>((resolve) => (this.#wakeWriter = resolve));
-        continue;
+        const from = offset;
+        return new Promise<void>((resolve) => (this.#wakeWriter = resolve)).then(() => this.#write(bytes, from));
       }
       const n = Math.min(bytes.length - offset, this.#sendWindow, this.#host.maxFrameSize);
       this.#sendWindow -= n;
-      const drained = this.#host.sendData(this.streamID, bytes.subarray(offset, offset + n));
+      const drained = this.#host.sendData(this.streamID, n === bytes.length ? bytes : bytes.subarray(offset, offset + n));
       offset += n;
-      if (drained) await drained;
+      if (drained) {
+        const from = offset;
+        return drained.then(() => this.#write(bytes, from));
+      }
     }
+    return undefined;
   }
 
   #sendFin(): void {
@@ -368,6 +378,8 @@ export class Stream {
     wake?.();
   }
 }
+
+const SETTLED = Promise.resolve();
 
 /** Accepts any binary chunk a writer may hand us; anything else is a caller's bug. */
 function toBytes(chunk: unknown): Uint8Array {
