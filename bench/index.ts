@@ -4,7 +4,7 @@
  * 1. One-stream throughput, Node to Node over ws on 127.0.0.1: raw ws, wslis, yamux-js (bench/throughput.ts).
  * 2. Reverse HTTP (bench/http.ts, `benchHttp()`), when that file exists.
  *
- * Environment knobs: BENCH_MB (MiB per run for raw ws and wslis, default 64), BENCH_RUNS (default 5).
+ * Environment knobs: BENCH_MB (MiB per run for raw ws and wslis, default 64), BENCH_RUNS (rounds of raw ws and wslis, default 15; yamux-js runs 3).
  */
 
 import { existsSync } from "node:fs";
@@ -40,6 +40,7 @@ function throughputTable(rows: ThroughputRow[]): Row[] {
     "MB/s (median)": round(row.mbps),
     "min–max MB/s": `${round(row.min)}–${round(row.max)}`,
     "× raw ws (per round)": row.ratio.toFixed(row.ratio < 0.1 ? 3 : 2),
+    "CPU ms per GB (both ends)": round(row.cpuMsPerGB),
     "peak heap+buffers growth (MB)": row.peakMemoryMB.toFixed(1),
     runs: `${row.runs} × ${row.bytesPerRun / MiB} MiB`,
   }));
@@ -53,7 +54,7 @@ function positiveNumber(name: string, fallback: number): number {
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const bytes = positiveNumber("BENCH_MB", 64) * 1024 * 1024;
-const runs = positiveNumber("BENCH_RUNS", 5);
+const runs = positiveNumber("BENCH_RUNS", 15);
 
 const cpu = cpus();
 console.log(`Node ${process.version}, ${cpu.length} × ${cpu[0]?.model.trim() ?? "unknown CPU"}, ${process.platform}\n`);

@@ -30,8 +30,10 @@ export interface ThroughputOptions {
   bytes?: number;
   /** Bytes per run for yamux-js, which is much slower (it polls every 100 ms for window credit). Default 8 MiB. */
   yamuxJsBytes?: number;
-  /** Timed runs per implementation; the median is reported. Default 5. */
+  /** Timed runs of raw ws and wslis; the median is reported. Default 15. */
   runs?: number;
+  /** Timed runs of yamux-js (in the first rounds). Default 3. */
+  yamuxJsRuns?: number;
   /** Run only these implementations ("raw ws", "wslis", "yamux-js"), e.g. to profile one. Default all. */
   only?: string[];
   /** Called with progress lines (stderr by default in bench/index.ts). */
@@ -47,6 +49,8 @@ export interface ThroughputRow {
   max: number;
   /** Median over rounds of its throughput divided by raw ws's in the same round. */
   ratio: number;
+  /** Median CPU time of the process (both ends) per GB moved, in ms: less noisy than wall time here. */
+  cpuMsPerGB: number;
   /** Highest growth of JS heap + ArrayBuffer memory during one of its runs, in MB. */
   peakMemoryMB: number;
   bytesPerRun: number;
@@ -67,13 +71,14 @@ interface Harness {
 export async function benchThroughput(options: ThroughputOptions = {}): Promise<ThroughputRow[]> {
   const bytes = options.bytes ?? 64 * MiB;
   const yamuxJsBytes = options.yamuxJsBytes ?? 8 * MiB;
-  const runs = options.runs ?? 5;
+  const runs = options.runs ?? 15;
+  const yamuxJsRuns = Math.min(options.yamuxJsRuns ?? 3, runs);
   const log = options.log ?? (() => {});
   const variants = (
     [
-      ["raw ws", rawWs, bytes],
-      ["wslis", wslis, bytes],
-      ["yamux-js", yamuxJs, yamuxJsBytes],
+      ["raw ws", rawWs, bytes, runs],
+      ["wslis", wslis, bytes, runs],
+      ["yamux-js", yamuxJs, yamuxJsBytes, yamuxJsRuns],
     ] as const
   ).filter(([name]) => !options.only || options.only.includes(name));
   const harnesses: Harness[] = [];
@@ -85,19 +90,24 @@ export async function benchThroughput(options: ThroughputOptions = {}): Promise<
     }
     const rates: number[][] = variants.map(() => []);
     const peaks: number[] = variants.map(() => 0);
+    const cpuPerGB: number[][] = variants.map(() => []);
     for (let round = 0; round < runs; round++) {
-      for (const [k, [name, , size]] of variants.entries()) {
+      for (const [k, [name, , size, rounds]] of variants.entries()) {
+        if (round >= rounds) continue;
         collectGarbage();
         const memory = peakMemory();
+        const cpu = process.cpuUsage();
         const start = performance.now();
         await harnesses[k]!.run(size);
         rates[k]!.push(size / 1e6 / ((performance.now() - start) / 1000));
+        const used = process.cpuUsage(cpu);
+        cpuPerGB[k]!.push((used.user + used.system) / 1e3 / (size / 1e9));
         peaks[k] = Math.max(peaks[k]!, memory.stop());
-        log(`${name}: round ${round + 1}/${runs}: ${rates[k]!.at(-1)!.toFixed(1)} MB/s`);
+        log(`${name}: round ${round + 1}/${rounds}: ${rates[k]!.at(-1)!.toFixed(1)} MB/s, ${cpuPerGB[k]!.at(-1)!.toFixed(0)} ms CPU per GB`);
       }
     }
     const raw = variants.findIndex(([name]) => name === "raw ws");
-    return variants.map(([name, , size], k) => {
+    return variants.map(([name, , size, rounds], k) => {
       const sorted = [...rates[k]!].sort((a, b) => a - b);
       const ratios = raw < 0 ? [NaN] : rates[k]!.map((rate, round) => rate / rates[raw]![round]!);
       return {
@@ -106,9 +116,10 @@ export async function benchThroughput(options: ThroughputOptions = {}): Promise<
         min: sorted[0]!,
         max: sorted.at(-1)!,
         ratio: median(ratios),
+        cpuMsPerGB: median(cpuPerGB[k]!),
         peakMemoryMB: peaks[k]! / 1e6,
         bytesPerRun: size,
-        runs,
+        runs: rounds,
       };
     });
   } finally {

@@ -12,7 +12,7 @@
  */
 
 import { SessionClosedError, WslisError } from "./errors.js";
-import { FrameType, HEADER_SIZE } from "./yamux/frame.js";
+import { FrameType, HEADER_SIZE, writeUint32 } from "./yamux/frame.js";
 import type { Transport, TransportSink } from "./yamux/session.js";
 
 /** The part of the WebSocket API wslis uses; the browser's `WebSocket` and `ws`'s both have it. */
@@ -349,13 +349,6 @@ function continuesData(slab: Uint8Array, at: number, header: Uint8Array): boolea
     slab[at + 6] === header[6] &&
     slab[at + 7] === header[7]
   );
-}
-
-function writeUint32(bytes: Uint8Array, at: number, value: number): void {
-  bytes[at] = value >>> 24;
-  bytes[at + 1] = (value >>> 16) & 0xff;
-  bytes[at + 2] = (value >>> 8) & 0xff;
-  bytes[at + 3] = value & 0xff;
 }
 
 /** The WebSocket close code and reason for a session that ended with `reason`. */
