@@ -183,6 +183,24 @@ describe("incremental decoder", () => {
     assert.equal(frame!.body.buffer, bytes.buffer);
   });
 
+  test("a body whose header came in the chunk before is a view of its own chunk; only a split body is copied", () => {
+    const body = randomBytes(1000, 3);
+    const header = encodeHeader(FrameType.Data, 0, 1, body.length);
+    const bodyChunk = body.slice();
+    const [alone] = decodeAll(new Decoder(), [header, bodyChunk]);
+    assert.equal(alone!.body.buffer, bodyChunk.buffer, "header and body as two messages (Go): no copy");
+    assert.equal(Buffer.compare(alone!.body, body), 0);
+
+    const next = frameBytes(FrameType.Data, 0, 3, randomBytes(10, 4));
+    const withNext = concat([body, next]);
+    const frames = decodeAll(new Decoder(), [header, withNext]);
+    assert.deepEqual(plain(frames), plain([...decodeAll(new Decoder(), [header, body]), ...decodeAll(new Decoder(), [next])]));
+    assert.equal(frames[0]!.body.buffer, withNext.buffer, "the next frame behind the body changes nothing");
+
+    const split = decodeAll(new Decoder(), [concat([header, body.subarray(0, 400)]), body.slice(400)]);
+    assert.equal(Buffer.compare(split[0]!.body, body), 0, "a body split across chunks is assembled");
+  });
+
   test("rejects a bad version, an unknown type and an oversized data frame before buffering it", () => {
     assert.throws(() => decodeAll(new Decoder(), [fromHex("01 00 0000 00000001 00000000")]), ProtocolError);
     assert.throws(() => decodeAll(new Decoder(), [fromHex("00 04 0000 00000001 00000000")]), /unknown frame type 4/);

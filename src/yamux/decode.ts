@@ -3,8 +3,9 @@
  * frame (Go sends the 12-byte header and the body as two messages), one frame, or many. Feed the decoder
  * every chunk in order; it yields the same frames however the bytes were split.
  *
- * Bodies that lie whole inside one chunk are returned as views of it (no copy); a body split across
- * chunks is assembled into one buffer, the only copy the decoder makes.
+ * Bodies that lie whole inside one chunk are returned as views of it (no copy), also when their header
+ * came in the chunk before; a body split across chunks is assembled into one buffer, the only copy the
+ * decoder makes.
  */
 
 import { ProtocolError } from "../errors.js";
@@ -40,7 +41,17 @@ export class Decoder {
     let offset = 0;
     while (offset < chunk.length) {
       if (this.#pending !== undefined) {
+        const bodyLength = this.#pending.length;
+        if (this.#bodyFill === 0 && chunk.length - offset >= bodyLength) {
+          // The header came alone (Go writes header and body separately) and the body is whole here: a view.
+          const frame = { ...this.#pending, body: chunk.subarray(offset, offset + bodyLength) };
+          offset += bodyLength;
+          this.#pending = undefined;
+          yield frame;
+          continue;
+        }
         // Continue a body split across chunks.
+        if (this.#body.length === 0) this.#body = new Uint8Array(bodyLength);
         const n = Math.min(chunk.length - offset, this.#body.length - this.#bodyFill);
         this.#body.set(chunk.subarray(offset, offset + n), this.#bodyFill);
         this.#bodyFill += n;
@@ -77,8 +88,8 @@ export class Decoder {
         offset += bodyLength;
         yield { ...header, body };
       } else {
+        // The body goes on in later chunks; its buffer is allocated once some of it must be kept.
         this.#pending = header;
-        this.#body = new Uint8Array(bodyLength);
         this.#bodyFill = 0;
       }
     }
