@@ -62,7 +62,8 @@ console.log("### One-stream throughput, Node ↔ Node over ws on 127.0.0.1 (both
 console.log(markdownTable(throughputTable(await benchThroughput({ bytes, runs, log }))));
 console.log(
   "MB = 10^6 bytes. The server side sends 64 KiB writes; a run ends when the receiver has counted every byte.\n" +
-    "Implementations run interleaved, round by round; × raw ws is the median of the per-round ratios.\n" +
+    "Implementations run interleaved, round by round, in alternating order; × raw ws is the median of the\n" +
+    "per-round ratios. CPU is the process's user + system time per GB moved (both ends, GC threads included).\n" +
     "yamux-js runs are smaller: it waits 100 ms (a timer) whenever its send window is empty.\n",
 );
 

@@ -64,9 +64,9 @@ interface Harness {
 }
 
 /**
- * Runs the implementations interleaved (raw ws, wslis, yamux-js, then again…) so that drift in the
- * machine's speed hits all of them alike, and returns one row each. A row's ratio is the median, over
- * rounds, of its rate divided by raw ws's rate in the same round.
+ * Runs the implementations interleaved (raw ws, wslis, yamux-js, then the other way round…) so that
+ * drift in the machine's speed hits all of them alike, and returns one row each. A row's ratio is the
+ * median, over rounds, of its rate divided by raw ws's rate in the same round.
  */
 export async function benchThroughput(options: ThroughputOptions = {}): Promise<ThroughputRow[]> {
   const bytes = options.bytes ?? 64 * MiB;
@@ -92,7 +92,8 @@ export async function benchThroughput(options: ThroughputOptions = {}): Promise<
     const peaks: number[] = variants.map(() => 0);
     const cpuPerGB: number[][] = variants.map(() => []);
     for (let round = 0; round < runs; round++) {
-      for (const [k, [name, , size, rounds]] of variants.entries()) {
+      for (const k of roundOrder(variants.length, round)) {
+        const [name, , size, rounds] = variants[k]!;
         if (round >= rounds) continue;
         collectGarbage();
         const memory = peakMemory();
@@ -125,6 +126,15 @@ export async function benchThroughput(options: ThroughputOptions = {}): Promise<
   } finally {
     for (const harness of harnesses) await harness.close();
   }
+}
+
+/**
+ * The order of the implementations in a round: forwards in even rounds, backwards in odd ones, so that
+ * going first or second (after the other's garbage, with the other's memory just freed) favours none.
+ */
+export function roundOrder(count: number, round: number): number[] {
+  const order = [...Array(count).keys()];
+  return round % 2 === 0 ? order : order.reverse();
 }
 
 /** The middle value (the upper one of the two middle values for an even count). */

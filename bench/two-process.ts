@@ -11,7 +11,7 @@ import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import WebSocket, { WebSocketServer } from "ws";
 import { listenAndServe, type Dialer } from "../server-node/index.js";
-import { median, sendRaw, writeAll } from "./throughput.js";
+import { median, roundOrder, sendRaw, writeAll } from "./throughput.js";
 
 const MiB = 1024 * 1024;
 const child = fileURLToPath(new URL("./receiver-child.ts", import.meta.url));
@@ -95,7 +95,8 @@ export async function benchTwoProcess(options: { bytes?: number; runs?: number; 
     }
     const rates: number[][] = variants.map(() => []);
     for (let round = 0; round < runs; round++) {
-      for (const [k, [name]] of variants.entries()) {
+      for (const k of roundOrder(variants.length, round)) {
+        const [name] = variants[k]!;
         const start = performance.now();
         await harnesses[k]!.run();
         rates[k]!.push(bytes / 1e6 / ((performance.now() - start) / 1000));

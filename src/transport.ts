@@ -146,7 +146,7 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
     sink?.drain();
   }
 
-  const batcher = options.sendCallbacks && options.coalesce ? new Batcher(options.coalesce, allocate, ws, sent) : undefined;
+  const batcher = options.sendCallbacks && options.coalesce ? new Batcher(options.coalesce, allocate, ws, sent, highWaterMark) : undefined;
 
   ws.binaryType = options.binaryType ?? "arraybuffer";
   // The close event that follows an error says all we need; but `ws` (Node) throws an error event
@@ -212,6 +212,8 @@ class Batcher {
   readonly #ws: WebSocketLike;
   readonly #sent: (size: number) => () => void;
   readonly #free: Uint8Array[] = [];
+  /** Free slabs kept for reuse: enough to hold what may be in flight below the high watermark. */
+  readonly #keep: number;
   /** Messages in flight per slab. */
   readonly #inFlight = new Map<Uint8Array, number>();
   #slab: Uint8Array | undefined;
@@ -231,7 +233,9 @@ class Batcher {
     allocate: (size: number) => Uint8Array,
     ws: WebSocketLike,
     sent: (size: number) => () => void,
+    highWaterMark: number,
   ) {
+    this.#keep = Math.ceil(highWaterMark / options.bytes) + 1;
     this.#bytes = options.bytes;
     this.#defer = options.defer;
     this.#allocate = allocate;
@@ -295,7 +299,7 @@ class Batcher {
         this.#inFlight.delete(slab);
         if (this.#inFlight.size === 0 && this.#start === this.#end) {
           this.#releaseWhenIdle();
-        } else if (slab !== this.#slab && this.#free.length < 2) {
+        } else if (slab !== this.#slab && this.#free.length < this.#keep) {
           this.#free.push(slab);
         }
       }
@@ -328,7 +332,7 @@ class Batcher {
   #nextSlab(): void {
     this.flush();
     const previous = this.#slab;
-    if (previous !== undefined && !this.#inFlight.has(previous) && this.#free.length < 2) this.#free.push(previous);
+    if (previous !== undefined && !this.#inFlight.has(previous) && this.#free.length < this.#keep) this.#free.push(previous);
     this.#slab = this.#free.pop() ?? this.#allocate(this.#bytes);
     this.#start = 0;
     this.#end = 0;
