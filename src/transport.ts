@@ -211,12 +211,12 @@ class Batcher {
   readonly #allocate: (size: number) => Uint8Array;
   readonly #ws: WebSocketLike;
   readonly #sent: (size: number) => () => void;
-  readonly #free: Uint8Array[] = [];
+  readonly #free: Slab[] = [];
   /** Free slabs kept for reuse: enough to hold what may be in flight below the high watermark. */
   readonly #keep: number;
-  /** Messages in flight per slab. */
-  readonly #inFlight = new Map<Uint8Array, number>();
-  #slab: Uint8Array | undefined;
+  /** Slabs with messages in flight. */
+  #busy = 0;
+  #slab: Slab | undefined;
   /** Where the message being filled starts in the slab, and where it ends now. */
   #start = 0;
   #end = 0;
@@ -255,7 +255,7 @@ class Batcher {
       this.#ws.send(message, this.#sent(size));
       return size;
     }
-    const slab = this.#slab;
+    const slab = this.#slab?.bytes;
     if (body !== undefined && this.#openData >= 0 && this.#end + body.length <= slab!.length && continuesData(slab!, this.#openData, header)) {
       // The same stream's next Data frame, right behind its previous one in an unsent message: one frame
       // of the two bodies' length carries the same bytes. The peer's window admits it: both were sent
@@ -266,7 +266,7 @@ class Batcher {
       return body.length;
     }
     if (slab === undefined || this.#end + size > slab.length) this.#nextSlab();
-    const target = this.#slab!;
+    const target = this.#slab!.bytes;
     target.set(header, this.#end);
     if (body) target.set(body, this.#end + HEADER_SIZE);
     this.#openData = body !== undefined && isPlainData(header) ? this.#end : -1;
@@ -288,20 +288,15 @@ class Batcher {
     this.#openData = -1;
     const slab = this.#slab;
     if (slab === undefined || this.#end === this.#start) return;
-    const message = slab.subarray(this.#start, this.#end);
+    const message = slab.bytes.subarray(this.#start, this.#end);
     this.#start = this.#end;
-    this.#inFlight.set(slab, (this.#inFlight.get(slab) ?? 0) + 1);
+    if (slab.inFlight++ === 0) this.#busy++;
     const done = this.#sent(message.length);
     this.#ws.send(message, () => {
-      const left = this.#inFlight.get(slab)! - 1;
-      if (left > 0) this.#inFlight.set(slab, left);
-      else {
-        this.#inFlight.delete(slab);
-        if (this.#inFlight.size === 0 && this.#start === this.#end) {
-          this.#releaseWhenIdle();
-        } else if (slab !== this.#slab && this.#free.length < this.#keep) {
-          this.#free.push(slab);
-        }
+      if (--slab.inFlight === 0) {
+        this.#busy--;
+        if (this.#busy === 0 && this.#start === this.#end) this.#releaseWhenIdle();
+        else if (slab !== this.#slab && this.#free.length < this.#keep) this.#free.push(slab);
       }
       done();
     });
@@ -315,7 +310,7 @@ class Batcher {
     if (this.#releaseTimer !== undefined) return;
     this.#releaseTimer = setTimeout(() => {
       this.#releaseTimer = undefined;
-      if (this.#inFlight.size > 0 || this.#start !== this.#end) return;
+      if (this.#busy > 0 || this.#start !== this.#end) return;
       this.#slab = undefined;
       this.#free.length = 0;
     }, 1000);
@@ -332,11 +327,17 @@ class Batcher {
   #nextSlab(): void {
     this.flush();
     const previous = this.#slab;
-    if (previous !== undefined && !this.#inFlight.has(previous) && this.#free.length < this.#keep) this.#free.push(previous);
-    this.#slab = this.#free.pop() ?? this.#allocate(this.#bytes);
+    if (previous !== undefined && previous.inFlight === 0 && this.#free.length < this.#keep) this.#free.push(previous);
+    this.#slab = this.#free.pop() ?? { bytes: this.#allocate(this.#bytes), inFlight: 0 };
     this.#start = 0;
     this.#end = 0;
   }
+}
+
+/** A buffer frames are copied into, and how many messages cut from it are still on their way out. */
+interface Slab {
+  readonly bytes: Uint8Array;
+  inFlight: number;
 }
 
 /** A Data frame header without flags (byte 1 is the type, bytes 2–3 the flags). */
