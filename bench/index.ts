@@ -4,7 +4,7 @@
  * 1. One-stream throughput, Node to Node over ws on 127.0.0.1: raw ws, wslis, yamux-js (bench/throughput.ts).
  * 2. Reverse HTTP (bench/http.ts, `benchHttp()`), when that file exists.
  *
- * Environment knobs: BENCH_MB (MiB per run for raw ws and wslis, default 64), BENCH_RUNS (rounds of raw ws and wslis, default 15; yamux-js runs 3).
+ * Environment knobs: BENCH_MB (MiB per run for raw ws and wslis, default 64), BENCH_RUNS (rounds of raw ws and wslis, default 21; yamux-js runs 3).
  */
 
 import { existsSync } from "node:fs";
@@ -54,7 +54,7 @@ function positiveNumber(name: string, fallback: number): number {
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const bytes = positiveNumber("BENCH_MB", 64) * 1024 * 1024;
-const runs = positiveNumber("BENCH_RUNS", 15);
+const runs = positiveNumber("BENCH_RUNS", 21);
 
 const cpu = cpus();
 console.log(`Node ${process.version}, ${cpu.length} × ${cpu[0]?.model.trim() ?? "unknown CPU"}, ${process.platform}\n`);

@@ -30,7 +30,7 @@ export interface ThroughputOptions {
   bytes?: number;
   /** Bytes per run for yamux-js, which is much slower (it polls every 100 ms for window credit). Default 8 MiB. */
   yamuxJsBytes?: number;
-  /** Timed runs of raw ws and wslis; the median is reported. Default 15. */
+  /** Timed runs of raw ws and wslis; the median is reported. Default 21. */
   runs?: number;
   /** Timed runs of yamux-js (in the first rounds). Default 3. */
   yamuxJsRuns?: number;
@@ -71,7 +71,7 @@ interface Harness {
 export async function benchThroughput(options: ThroughputOptions = {}): Promise<ThroughputRow[]> {
   const bytes = options.bytes ?? 64 * MiB;
   const yamuxJsBytes = options.yamuxJsBytes ?? 8 * MiB;
-  const runs = options.runs ?? 15;
+  const runs = options.runs ?? 21;
   const yamuxJsRuns = Math.min(options.yamuxJsRuns ?? 3, runs);
   const log = options.log ?? (() => {});
   const variants = (

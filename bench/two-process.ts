@@ -81,7 +81,7 @@ async function wslis(bytes: number): Promise<Harness> {
 /** Raw ws and wslis, interleaved round by round (see bench/throughput.ts), one row each. */
 export async function benchTwoProcess(options: { bytes?: number; runs?: number; log?: (line: string) => void } = {}): Promise<TwoProcessRow[]> {
   const bytes = options.bytes ?? 64 * MiB;
-  const runs = options.runs ?? 15;
+  const runs = options.runs ?? 21;
   const variants = [
     ["raw ws", rawWs],
     ["wslis", wslis],
