@@ -9,7 +9,7 @@
  */
 
 import { ProtocolError } from "../errors.js";
-import { FrameType, HEADER_SIZE, PROTO_VERSION, readHeader, type Frame, type FrameHeader } from "./frame.js";
+import { FrameType, HEADER_SIZE, PROTO_VERSION, readFrame, type Frame, type FrameHeader } from "./frame.js";
 
 const EMPTY = new Uint8Array(0);
 
@@ -27,8 +27,8 @@ export class Decoder {
   /** Header bytes received so far when a header is split across chunks. */
   readonly #headerBytes = new Uint8Array(HEADER_SIZE);
   #headerFill = 0;
-  /** The header whose body is being assembled, with the body buffer and how much of it is filled. */
-  #pending: FrameHeader | undefined;
+  /** The Data frame whose body is still to come, the buffer assembling it, and how much of it is filled. */
+  #pending: Frame | undefined;
   #body: Uint8Array = EMPTY;
   #bodyFill = 0;
 
@@ -36,63 +36,76 @@ export class Decoder {
     this.#maxDataLength = options.maxDataLength ?? 16 * 1024 * 1024;
   }
 
-  /** Decodes `chunk`, yielding every frame it completes. Throws {@link ProtocolError} on a bad header. */
-  *decode(chunk: Uint8Array): Generator<Frame> {
+  /**
+   * Decodes `chunk`, calling `onFrame` with every frame it completes, in order. When `onFrame` returns
+   * false the rest of the chunk is dropped (the session ended). Throws {@link ProtocolError} on a bad
+   * header, after passing on the frames before it.
+   */
+  feed(chunk: Uint8Array, onFrame: (frame: Frame) => boolean | void): void {
     let offset = 0;
     while (offset < chunk.length) {
+      let frame: Frame;
       if (this.#pending !== undefined) {
-        const bodyLength = this.#pending.length;
-        if (this.#bodyFill === 0 && chunk.length - offset >= bodyLength) {
+        frame = this.#pending;
+        const length = frame.length;
+        if (this.#bodyFill === 0 && chunk.length - offset >= length) {
           // The header came alone (Go writes header and body separately) and the body is whole here: a view.
-          const frame = { ...this.#pending, body: chunk.subarray(offset, offset + bodyLength) };
-          offset += bodyLength;
-          this.#pending = undefined;
-          yield frame;
-          continue;
-        }
-        // Continue a body split across chunks.
-        if (this.#body.length === 0) this.#body = new Uint8Array(bodyLength);
-        const n = Math.min(chunk.length - offset, this.#body.length - this.#bodyFill);
-        this.#body.set(chunk.subarray(offset, offset + n), this.#bodyFill);
-        this.#bodyFill += n;
-        offset += n;
-        if (this.#bodyFill === this.#body.length) {
-          const frame = { ...this.#pending, body: this.#body };
-          this.#pending = undefined;
+          frame.body = chunk.subarray(offset, offset + length);
+          offset += length;
+        } else {
+          // A body split across chunks: assembled, the decoder's one copy.
+          if (this.#body.length === 0) this.#body = new Uint8Array(length);
+          const n = Math.min(chunk.length - offset, length - this.#bodyFill);
+          this.#body.set(chunk.subarray(offset, offset + n), this.#bodyFill);
+          this.#bodyFill += n;
+          offset += n;
+          if (this.#bodyFill < length) return;
+          frame.body = this.#body;
           this.#body = EMPTY;
-          yield frame;
+          this.#bodyFill = 0;
         }
-        continue;
-      }
-
-      let header: FrameHeader;
-      if (this.#headerFill === 0 && chunk.length - offset >= HEADER_SIZE) {
-        header = readHeader(chunk, offset);
-        offset += HEADER_SIZE;
+        this.#pending = undefined;
       } else {
-        const n = Math.min(chunk.length - offset, HEADER_SIZE - this.#headerFill);
-        this.#headerBytes.set(chunk.subarray(offset, offset + n), this.#headerFill);
-        this.#headerFill += n;
-        offset += n;
-        if (this.#headerFill < HEADER_SIZE) return;
-        this.#headerFill = 0;
-        header = readHeader(this.#headerBytes, 0);
+        if (this.#headerFill === 0 && chunk.length - offset >= HEADER_SIZE) {
+          frame = readFrame(chunk, offset);
+          offset += HEADER_SIZE;
+        } else {
+          const n = Math.min(chunk.length - offset, HEADER_SIZE - this.#headerFill);
+          this.#headerBytes.set(chunk.subarray(offset, offset + n), this.#headerFill);
+          this.#headerFill += n;
+          offset += n;
+          if (this.#headerFill < HEADER_SIZE) return;
+          this.#headerFill = 0;
+          frame = readFrame(this.#headerBytes, 0);
+        }
+        this.#check(frame);
+        if (frame.type === FrameType.Data && frame.length > 0) {
+          if (chunk.length - offset < frame.length) {
+            // The body goes on in later chunks; its buffer is allocated once some of it must be kept.
+            this.#pending = frame;
+            continue;
+          }
+          frame.body = chunk.subarray(offset, offset + frame.length);
+          offset += frame.length;
+        }
       }
-      this.#check(header);
-
-      const bodyLength = header.type === FrameType.Data ? header.length : 0;
-      if (bodyLength === 0) {
-        yield { ...header, body: EMPTY };
-      } else if (chunk.length - offset >= bodyLength) {
-        const body = chunk.subarray(offset, offset + bodyLength);
-        offset += bodyLength;
-        yield { ...header, body };
-      } else {
-        // The body goes on in later chunks; its buffer is allocated once some of it must be kept.
-        this.#pending = header;
-        this.#bodyFill = 0;
-      }
+      if (onFrame(frame) === false) return;
     }
+  }
+
+  /** Decodes `chunk` and yields every frame it completes (see {@link feed}). */
+  *decode(chunk: Uint8Array): Generator<Frame> {
+    const frames: Frame[] = [];
+    let failure: unknown;
+    try {
+      this.feed(chunk, (frame) => {
+        frames.push(frame);
+      });
+    } catch (error) {
+      failure = error;
+    }
+    yield* frames;
+    if (failure !== undefined) throw failure;
   }
 
   /** True when no partial frame is buffered (the byte stream ended on a frame boundary). */

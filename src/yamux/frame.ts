@@ -95,14 +95,23 @@ export function writeUint32(bytes: Uint8Array, at: number, value: number): void 
 
 /** Reads the 12 header bytes at `offset`. The caller checks that they are there. */
 export function readHeader(bytes: Uint8Array, offset: number): FrameHeader {
+  const { body: _, ...header } = readFrame(bytes, offset);
+  return header;
+}
+
+/** Reads the header at `offset` as a frame with an empty body (the decoder fills it in). */
+export function readFrame(bytes: Uint8Array, offset: number): Frame {
   return {
     version: bytes[offset]!,
     type: bytes[offset + 1]!,
     flags: (bytes[offset + 2]! << 8) | bytes[offset + 3]!,
     streamID: readUint32(bytes, offset + 4),
     length: readUint32(bytes, offset + 8),
+    body: EMPTY,
   };
 }
+
+const EMPTY = new Uint8Array(0);
 
 function readUint32(bytes: Uint8Array, at: number): number {
   return ((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) >>> 0;

@@ -354,10 +354,10 @@ export class Session extends EventTarget implements StreamHost {
   #receive(chunk: Uint8Array): void {
     if (this.#closeReason) return;
     try {
-      for (const frame of this.#decoder.decode(chunk)) {
+      this.#decoder.feed(chunk, (frame) => {
         this.#handleFrame(frame);
-        if (this.#closeReason) return;
-      }
+        return this.#closeReason === undefined;
+      });
     } catch (error) {
       if (error instanceof ProtocolError) {
         this.#logger?.warn(`wslis: ${error.message}; closing the session`);

@@ -227,21 +227,23 @@ export class Stream {
 
   // Receive side.
 
-  async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
-    for (;;) {
-      if (this.#error) throw this.#error;
-      const chunk = this.#queue.shift();
-      if (chunk !== undefined) {
-        controller.enqueue(chunk);
-        this.#grant(chunk.length);
-        return;
-      }
-      if (this.#remoteFin) {
-        controller.close();
-        return;
-      }
-      await new Promise<void>((resolve) => (this.#wakeReader = resolve));
+  /**
+   * The consumer wants a chunk (the readable buffers nothing itself: high water mark 0). One that arrived
+   * is handed over, and its credit goes back; otherwise the read waits, and the next Data frame, FIN or
+   * reset settles it directly.
+   */
+  #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> | undefined {
+    if (this.#error) throw this.#error;
+    const chunk = this.#queue.shift();
+    if (chunk !== undefined) {
+      controller.enqueue(chunk);
+      this.#grant(chunk.length);
+    } else if (this.#remoteFin) {
+      controller.close();
+    } else {
+      return new Promise<void>((resolve) => (this.#wakeReader = resolve));
     }
+    return undefined;
   }
 
   #handleData(body: Uint8Array): void {
@@ -257,8 +259,14 @@ export class Stream {
       this.#grant(body.length);
       return;
     }
-    this.#queue.push(body);
-    this.#wake("reader");
+    if (this.#wakeReader !== undefined) {
+      // A read is waiting: this chunk is consumed now.
+      this.#readController.enqueue(body);
+      this.#grant(body.length);
+      this.#wake("reader");
+    } else {
+      this.#queue.push(body);
+    }
   }
 
   /**
@@ -298,12 +306,17 @@ export class Stream {
     for (const chunk of this.#queue) dropped += chunk.length;
     this.#queue.length = 0;
     if (dropped > 0) this.#grant(dropped);
+    this.#wake("reader");
   }
 
   #handleFin(): void {
     if (this.#remoteFin) return;
     this.#remoteFin = true;
-    this.#wake("reader");
+    if (this.#wakeReader !== undefined) {
+      // A read is waiting, so nothing is queued: the readable ends now.
+      this.#readController.close();
+      this.#wake("reader");
+    }
     if (this.#state === StreamState.Open) {
       this.#state = StreamState.RemoteClose;
     } else if (this.#state === StreamState.LocalClose) {
