@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import fc from "fast-check";
 import { webSocketTransport, type WebSocketLike } from "../src/transport.js";
 import { Decoder } from "../src/yamux/decode.js";
 import { FrameType, Flag, encodeHeader } from "../src/yamux/frame.js";
@@ -135,6 +136,83 @@ test("coalescing joins only plain Data frames of one stream that follow each oth
   ]);
   const expected = Buffer.concat([1, 3, 4, 5, 6, 7].map((seed) => randomBytes(1000, seed)));
   assert.equal(Buffer.compare(bytes.get(1)!, expected), 0);
+});
+
+test("coalescing (property): any frames and turns carry the same bytes per stream, flags and control frames where they were, no frame added", async () => {
+  type Op = { kind: "data"; id: number; size: number; flags: number } | { kind: "control"; id: number } | { kind: "turn" };
+  const op: fc.Arbitrary<Op> = fc.oneof(
+    {
+      weight: 6,
+      arbitrary: fc.record({
+        kind: fc.constant("data" as const),
+        id: fc.constantFrom(1, 3, 5),
+        size: fc.integer({ min: 1, max: 70_000 }),
+        flags: fc.constantFrom(0, 0, 0, Flag.SYN, Flag.FIN),
+      }),
+    },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant("control" as const), id: fc.constantFrom(1, 3, 5) }) },
+    { weight: 1, arbitrary: fc.constant({ kind: "turn" as const }) },
+  );
+  await fc.assert(
+    fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 40 }), fc.constantFrom(64 * 1024, 256 * 1024), async (ops, slab) => {
+      const ws = new SlowSocket();
+      const transport = webSocketTransport(ws, { sendCallbacks: true, coalesce: { bytes: slab, defer: setImmediate }, highWaterMark: 1 << 30 });
+      transport.start({ data() {}, drain() {}, close() {} });
+      const expected = new Map<number, Buffer[]>();
+      /** Each control frame as "stream@Data bytes written before it". */
+      const expectedControls: string[] = [];
+      /** Each Data frame with flags as "stream:flags@offset+length", offset within its stream. */
+      const expectedFlagged: string[] = [];
+      const streamBytes = new Map<number, number>();
+      let dataBytes = 0;
+      let dataWrites = 0;
+      for (const [seed, o] of ops.entries()) {
+        if (o.kind === "turn") {
+          await turn();
+          ws.flushAll();
+        } else if (o.kind === "data") {
+          const body = randomBytes(o.size, seed);
+          expected.set(o.id, [...(expected.get(o.id) ?? []), Buffer.from(body)]);
+          transport.write(encodeHeader(FrameType.Data, o.flags, o.id, o.size), body);
+          body.fill(0); // the caller may reuse its buffer at once
+          const at = streamBytes.get(o.id) ?? 0;
+          if (o.flags !== 0) expectedFlagged.push(`${o.id}:${o.flags}@${at}+${o.size}`);
+          streamBytes.set(o.id, at + o.size);
+          dataBytes += o.size;
+          dataWrites++;
+        } else {
+          expectedControls.push(`${o.id}@${dataBytes}`);
+          transport.write(encodeHeader(FrameType.WindowUpdate, Flag.ACK, o.id, 7), undefined);
+        }
+      }
+      transport.close();
+      ws.flushAll();
+
+      const got = new Map<number, Buffer[]>();
+      const controls: string[] = [];
+      const flagged: string[] = [];
+      let seen = 0;
+      let dataFrames = 0;
+      for (const frame of new Decoder({ maxDataLength: 1 << 20 }).decode(Buffer.concat(ws.wire))) {
+        if (frame.type === FrameType.Data) {
+          const at = (got.get(frame.streamID) ?? []).reduce((n, body) => n + body.length, 0);
+          if (frame.flags !== 0) flagged.push(`${frame.streamID}:${frame.flags}@${at}+${frame.body.length}`);
+          got.set(frame.streamID, [...(got.get(frame.streamID) ?? []), Buffer.from(frame.body)]);
+          seen += frame.body.length;
+          dataFrames++;
+        } else {
+          controls.push(`${frame.streamID}@${seen}`);
+        }
+      }
+      for (const [id, bodies] of expected) {
+        assert.equal(Buffer.compare(Buffer.concat(got.get(id) ?? []), Buffer.concat(bodies)), 0, `stream ${id} carried its bytes in order`);
+      }
+      assert.deepEqual(controls, expectedControls);
+      assert.deepEqual(flagged, expectedFlagged, "a frame with flags keeps them on its own bytes");
+      assert.ok(dataFrames <= dataWrites, "merging never adds a frame");
+    }),
+    { numRuns: 150 },
+  );
 });
 
 test("coalescing: slabs are reused while busy and let go after a second idle", async () => {
