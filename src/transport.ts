@@ -227,6 +227,8 @@ class Batcher {
   #openData = -1;
   #scheduled = false;
   #releaseTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Frames were appended since the release timer was armed. */
+  #used = false;
 
   constructor(
     options: { bytes: number; defer(flush: () => void): void },
@@ -245,6 +247,7 @@ class Batcher {
 
   /** Appends a frame; returns how many bytes that added to what will be sent. */
   append(header: Uint8Array, body: Uint8Array | undefined): number {
+    this.#used = true;
     const size = HEADER_SIZE + (body?.length ?? 0);
     if (size > this.#bytes) {
       // Larger than a slab: a message of its own, after what is pending.
@@ -308,9 +311,15 @@ class Batcher {
    */
   #releaseWhenIdle(): void {
     if (this.#releaseTimer !== undefined) return;
+    this.#used = false;
     this.#releaseTimer = setTimeout(() => {
       this.#releaseTimer = undefined;
-      if (this.#busy > 0 || this.#start !== this.#end) return;
+      if (this.#busy > 0 || this.#start !== this.#end) return; // busy: the next idle moment looks again
+      if (this.#used) {
+        // Idle now, but not for the whole second: a transfer pausing between writes keeps its slabs.
+        this.#releaseWhenIdle();
+        return;
+      }
       this.#slab = undefined;
       this.#free.length = 0;
     }, 1000);

@@ -269,6 +269,47 @@ describe("session pair in memory", () => {
     assert.ok(fixed <= INITIAL_WINDOW, `without auto-tuning at most one window: ${fixed}`);
   });
 
+  test("auto-tuning: a later stream whose reader proves fast goes straight to the window an earlier one reached", async () => {
+    /** On `client`: a stream whose reader takes one window, then stops; how much data did the writer get out? */
+    async function sentAfterOneWindow(client: Session, server: Session, clientEnd: MemoryEnd): Promise<number> {
+      const data = randomBytes(32 * 1024 * 1024);
+      const accepted = server.accept();
+      const stream = await client.open();
+      const writer = stream.writable.getWriter();
+      const peer = await accepted;
+      const reader = peer.readable.getReader();
+      void writer.write(data).catch(() => {});
+      for (let got = 0; got < INITIAL_WINDOW; ) got += (await within(2000, reader.read(), "first window")).value!.length;
+      await new Promise((r) => setTimeout(r, 300)); // nobody reads any more: the window bounds what follows
+      const sent = clientEnd.written
+        .map((bytes) => readHeader(bytes, 0))
+        .filter((f) => f.type === FrameType.Data && f.streamID === stream.streamID)
+        .reduce((n, f) => n + f.length, 0);
+      stream.reset();
+      return sent;
+    }
+    const fresh = sessionPair();
+    await fresh.client.ping();
+    const first = await sentAfterOneWindow(fresh.client, fresh.server, fresh.clientEnd);
+    fresh.client.close();
+
+    const warm = sessionPair();
+    await warm.client.ping();
+    const accepted = warm.server.accept();
+    const bulk = await warm.client.open();
+    const peer = await accepted;
+    const writing = write(bulk, randomBytes(8 * 1024 * 1024));
+    await readAll(peer.readable); // a fast reader: its window climbs
+    await writing;
+    const later = await sentAfterOneWindow(warm.client, warm.server, warm.clientEnd);
+    warm.client.close();
+
+    // The window read, then at most a doubled window: 256 KiB + 512 KiB.
+    assert.ok(first <= 3 * INITIAL_WINDOW, `a first stream grows one step at a time: ${first} bytes sent`);
+    assert.ok(later > 2 * first, `a later stream starts from the tuned window: ${later} bytes sent against ${first}`);
+    assert.ok(later <= INITIAL_WINDOW + 16 * 1024 * 1024, "never past maxStreamWindow");
+  });
+
   test("credit is granted as the consumer reads, and a slow reader gets everything without stalls", async () => {
     const { client, server } = sessionPair();
     const accepted = server.accept();

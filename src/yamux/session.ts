@@ -128,6 +128,8 @@ export class Session extends EventTarget implements StreamHost {
   readonly #maxStreams: number;
   readonly #window: number;
   readonly #maxWindow: number;
+  /** The largest receive window auto-tuning gave a stream of this session so far. */
+  #tunedWindow = 0;
   #rtt = 0;
   readonly #keepAliveInterval: number;
   readonly #keepAliveTimeout: number;
@@ -335,6 +337,12 @@ export class Session extends EventTarget implements StreamHost {
   /** The latest ping round-trip time in ms (keepalives and `ping()`; one ping at start), 0 while unknown. */
   get rtt(): number {
     return this.#rtt;
+  }
+
+  growWindow(current: number): number {
+    const grown = Math.min(Math.max(current * 2, this.#tunedWindow), this.#maxWindow);
+    this.#tunedWindow = Math.max(this.#tunedWindow, grown);
+    return grown;
   }
 
   now(): number {

@@ -56,6 +56,11 @@ export interface StreamHost {
   streamEnded(stream: Stream): void;
   /** The session's latest ping round-trip time in ms, 0 while unknown. */
   readonly rtt: number;
+  /**
+   * Auto-tuning: the window a stream whose reader keeps up grows to from `current` (doubled, or at once
+   * to the largest window a stream of this session reached; at most the session's maximum).
+   */
+  growWindow(current: number): number;
   /** Milliseconds from a monotonic clock. */
   now(): number;
   /** Timers, injected (tests, throttled pages). */
@@ -93,8 +98,8 @@ export class Stream {
   /** The receive window granted now; grows up to #maxWindow for a consumer that keeps up. */
   #window: number;
   readonly #maxWindow: number;
-  /** When the current measuring epoch started, and how much the consumer read since. */
-  #epochStart = 0;
+  /** When the current measuring epoch started (-1: no data yet), and how much the consumer read since. */
+  #epochStart = -1;
   #epochConsumed = 0;
   readonly #closeTimeout: number;
   #state: StreamState = StreamState.Open;
@@ -253,6 +258,7 @@ export class Stream {
       );
     }
     if (body.length === 0) return;
+    if (this.#epochStart < 0) this.#epochStart = this.#host.now(); // the first epoch starts with the data
     this.#recvWindow -= body.length;
     if (this.#remoteFin || this.#readCanceled || this.#state === StreamState.Reset) {
       // Nobody will read it: drop it, and give the credit back so a writer is not stuck.
@@ -275,7 +281,10 @@ export class Stream {
    *
    * Auto-tuning, as QUIC and libp2p's yamux do it: when the consumer reads a whole window within four
    * round trips, the window, not the reader, is what limits the stream, so it doubles, up to
-   * `maxWindow`. A stream nobody reads, or reads slowly, never grows: it holds at most its first window.
+   * `maxWindow`; a later stream of the same session whose reader proves as fast goes straight to the
+   * window the earlier one reached (the session asks for many bulk streams in a row, each one should not
+   * climb again from 256 KiB). A stream nobody reads, or reads slowly, never grows: it holds at most its
+   * first window.
    */
   #grant(n: number): void {
     this.#consumed += n;
@@ -288,7 +297,7 @@ export class Stream {
       // idle peers on loopback understates that, so the round trip counts as at least 2 ms here.
       const rtt = this.#host.rtt > 0 ? Math.max(this.#host.rtt, 2) : 0;
       if (this.#window < this.#maxWindow && rtt > 0 && now - this.#epochStart < 4 * rtt) {
-        const grown = Math.min(this.#window * 2, this.#maxWindow);
+        const grown = Math.min(this.#host.growWindow(this.#window), this.#maxWindow);
         delta += grown - this.#window;
         this.#window = grown;
       }
