@@ -75,8 +75,9 @@ export interface SessionOptions {
   streamWindow?: number;
   /**
    * Largest receive window per stream, in bytes. A stream whose consumer reads a whole window within four
-   * round trips gets its window doubled, up to this (auto-tuning); one that is not read never grows past
-   * `streamWindow`. Default 16 MiB; equal to `streamWindow` turns auto-tuning off.
+   * round trips gets its window doubled, up to this (auto-tuning), and a later stream whose reader does
+   * so goes straight to the largest window a stream of the session reached; one that is not read never
+   * grows past `streamWindow`. Default 16 MiB; equal to `streamWindow` turns auto-tuning off.
    */
   maxStreamWindow?: number;
   /** Largest Data frame body sent, in bytes. Default 64 KiB. */
