@@ -80,7 +80,10 @@ export interface SessionOptions {
    * grows past `streamWindow`. Default 16 MiB; equal to `streamWindow` turns auto-tuning off.
    */
   maxStreamWindow?: number;
-  /** Largest Data frame body sent, in bytes. Default 64 KiB. */
+  /**
+   * Largest Data frame body a write is cut into, in bytes. Default 64 KiB. (Node's transport joins a
+   * stream's consecutive frames that leave in one message; peers bound frames by the window, not by size.)
+   */
   maxFrameSize?: number;
   /** Interval between keepalive pings, in ms; 0 disables them. Default 30 000 (hashicorp/yamux). */
   keepAliveInterval?: number;
