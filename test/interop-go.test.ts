@@ -299,6 +299,15 @@ describe("GoAway between our Node server and a Go device", () => {
     const peer = await goDeviceOnServer();
     try {
       const open = await peer.dialer.dial(); // opened before the GoAway: must keep working
+      // One echo first, so Go has surely accepted the stream: a SYN that reached Go after its GoAway would
+      // rightly be refused (RST), and which of the two arrives first is a race in the test, not a property.
+      const hello = new TextEncoder().encode("hello\n");
+      const early = open.writable.getWriter();
+      await early.write(hello);
+      early.releaseLock();
+      const echo = open.readable.getReader();
+      for (let got = 0; got < hello.length; ) got += (await within(echo.read(), 5_000, "the first echo")).value!.length;
+      echo.releaseLock();
       const goaway = new Promise((resolve) => peer.dialer.session.addEventListener("goaway", resolve, { once: true }));
       assert.equal((await peer.go.command("goaway")).error, undefined);
       await within(goaway, PROMPTLY, "our session noticing the GoAway");
