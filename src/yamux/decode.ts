@@ -9,9 +9,7 @@
  */
 
 import { ProtocolError } from "../errors.js";
-import { FrameType, HEADER_SIZE, PROTO_VERSION, readFrame, type Frame, type FrameHeader } from "./frame.js";
-
-const EMPTY = new Uint8Array(0);
+import { EMPTY, FrameType, HEADER_SIZE, PROTO_VERSION, readFrame, type Frame, type FrameHeader } from "./frame.js";
 
 export interface DecoderOptions {
   /**

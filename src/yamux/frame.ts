@@ -14,6 +14,9 @@ export const PROTO_VERSION = 0;
 /** Size of a frame header in bytes. */
 export const HEADER_SIZE = 12;
 
+/** The body of every frame but a non-empty Data frame. */
+export const EMPTY = new Uint8Array(0);
+
 /** Initial receive window of every stream, in bytes (256 KiB), fixed by the spec. */
 export const INITIAL_WINDOW = 256 * 1024;
 
@@ -110,8 +113,6 @@ export function readFrame(bytes: Uint8Array, offset: number): Frame {
     body: EMPTY,
   };
 }
-
-const EMPTY = new Uint8Array(0);
 
 function readUint32(bytes: Uint8Array, at: number): number {
   return ((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) >>> 0;
