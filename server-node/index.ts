@@ -8,6 +8,8 @@ export { Dialer } from "./dialer.js";
 export type { Conn, DialOptions } from "./dialer.js";
 export { DeviceHttp, StreamSocket } from "./http.js";
 export type { FetchInit, DeviceHttpOptions, StreamDialer } from "./http.js";
+export type { DeviceRecord, FleetEventDetail, FleetEventMap, FleetEvents } from "./cluster/directory.js";
+export type { FleetConn } from "./cluster/fleet.js";
 export { RTT_BUCKETS } from "./metrics.js";
 export type { MetricsSnapshot } from "./metrics.js";
 export * from "../src/errors.js";

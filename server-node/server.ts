@@ -16,8 +16,10 @@ import { CloseCode, webSocketTransport } from "../src/transport.js";
 import { HEADER_SIZE } from "../src/yamux/frame.js";
 import { Session, sessionSettings, type SessionOptions } from "../src/yamux/session.js";
 import { nodeTransportOptions } from "./device.js";
-import { Dialer } from "./dialer.js";
-import type { DeviceHttpOptions } from "./http.js";
+import { Dialer, type DialOptions } from "./dialer.js";
+import { MemoryDirectory, type DeviceRecord, type Directory, type FleetEvents } from "./cluster/directory.js";
+import { Fleet, type FleetConn } from "./cluster/fleet.js";
+import type { DeviceHttpOptions, FetchInit } from "./http.js";
 import { Metrics, toPrometheus } from "./metrics.js";
 
 /** What `authorize` may answer: true to accept; false or a refusal to answer with an HTTP error. */
@@ -129,6 +131,9 @@ export class DeviceRegistry implements Iterable<[string, Dialer]> {
 export class Server extends EventTarget {
   /** Connected devices by id. */
   readonly devices = new DeviceRegistry();
+  /** Where every device of the fleet is; this node alone unless `cluster` is set. */
+  readonly #directory: Directory;
+  readonly #fleet: Fleet;
   readonly #handler: Handler;
   readonly #options: ServerOptions;
   readonly #logger: ServerLogger;
@@ -154,6 +159,8 @@ export class Server extends EventTarget {
         throw new RangeError(`wslis: ${name} must be a positive number, not ${String(value)}`);
       }
     }
+    this.#directory = new MemoryDirectory(this.devices, "local");
+    this.#fleet = new Fleet(this.devices, this.#directory);
     // Session options fail here, not on a device's connection.
     const window = sessionSettings({ ...options.session, role: "client" }).maxStreamWindow;
     this.#wss = new WebSocketServer({
@@ -167,6 +174,43 @@ export class Server extends EventTarget {
         return first ?? false;
       },
     });
+  }
+
+  /**
+   * Reverse HTTP to device `id` wherever it is connected (this node, or another node of the cluster):
+   * `dialer.fetch` semantics (streaming bodies, `init.signal`, `init.timeout`). Rejects at once with
+   * `ERR_DEVICE_NOT_FOUND` when no node has the device.
+   */
+  fetch(id: string, input: string | URL | Request, init?: FetchInit): Promise<Response> {
+    return this.#fleet.fetch(id, input, init);
+  }
+
+  /**
+   * Opens a stream to device `id` wherever it is connected: `dialer.dial` semantics (`signal`, `timeout`).
+   * Rejects at once with `ERR_DEVICE_NOT_FOUND` when no node has the device.
+   */
+  dial(id: string, options?: DialOptions): Promise<FleetConn> {
+    return this.#fleet.dial(id, options);
+  }
+
+  /** Where device `id` is connected (`{ id, node, connectedAt, lastSeen }`), or undefined. */
+  lookup(id: string): Promise<DeviceRecord | undefined> {
+    return this.#fleet.lookup(id);
+  }
+
+  /** Every device of the fleet (every node's), once each. */
+  fleet(): AsyncIterable<DeviceRecord> {
+    return this.#fleet.fleet();
+  }
+
+  /** Events of the whole fleet (`connect`, `replace`, `disconnect`), each carrying the device's node. */
+  get fleetEvents(): FleetEvents {
+    return this.#directory.events;
+  }
+
+  /** This node's id in the fleet (`cluster.nodeId`; `"local"` without a cluster). */
+  get nodeId(): string {
+    return this.#directory.node;
   }
 
   /** Counters and gauges; see the README's metrics section. */
@@ -270,6 +314,7 @@ export class Server extends EventTarget {
       previous.close(reason);
       this.#retire(previous, reason);
     }
+    this.#directory.connected(dialer, previous);
     this.#emit("connect", { dialer });
     void session.closed.then((reason) => this.#retire(dialer, reason));
 
@@ -285,6 +330,7 @@ export class Server extends EventTarget {
   #retire(dialer: Dialer, reason: Error): void {
     if (!this.#dialers.delete(dialer)) return;
     this.devices.delete(dialer);
+    this.#directory.disconnected(dialer, reason);
     this.#metrics.closed(reason);
     this.#emit("disconnect", { dialer, reason });
   }
@@ -348,6 +394,8 @@ export class Server extends EventTarget {
 
   async #shutdown(): Promise<void> {
     this.#http?.close();
+    // The fleet stops routing to this node before its devices get GoAway and redial elsewhere.
+    await this.#directory.drain().catch((error: unknown) => this.#logger.warn("wslis: leaving the cluster directory failed", error));
     const dialers = [...this.#dialers];
     for (const dialer of dialers) dialer.session.goAway();
     const drainTimeout = this.#options.drainTimeout ?? 10_000;
@@ -361,6 +409,7 @@ export class Server extends EventTarget {
     for (const dialer of this.#dialers) dialer.close(reason);
     await Promise.all(dialers.map((d) => d.closed));
     this.#wss.close();
+    await this.#directory.close();
     this.#http?.closeAllConnections();
   }
 

@@ -25,7 +25,9 @@ export type ErrorCode =
   | "ERR_HANDSHAKE"
   | "ERR_UNAUTHORIZED"
   | "ERR_LISTENER_CLOSED"
-  | "ERR_HTTP";
+  | "ERR_HTTP"
+  | "ERR_DEVICE_NOT_FOUND"
+  | "ERR_CLUSTER_UNAVAILABLE";
 
 /** Base class of every wslis error. */
 export class WslisError extends Error {
@@ -142,6 +144,31 @@ export class HttpError extends WslisError {
   override name = "HttpError";
   constructor(message: string, options?: { cause?: unknown }) {
     super("ERR_HTTP", message, options);
+  }
+}
+
+/**
+ * `server.fetch`/`dial`/`lookup` for a device id that no node of the fleet has (or whose node's lease
+ * expired). Raised at once, never after a timeout.
+ */
+export class DeviceNotFoundError extends WslisError {
+  override name = "DeviceNotFoundError";
+  /** The device id asked for. */
+  readonly deviceId: string;
+  constructor(deviceId: string, message = `device ${JSON.stringify(deviceId)} is not connected to any node`) {
+    super("ERR_DEVICE_NOT_FOUND", message);
+    this.deviceId = deviceId;
+  }
+}
+
+/**
+ * A call that needs the cluster could not be routed: the directory (Redis) is unreachable, or the node
+ * holding the device did not answer. Devices connected to the calling node are still served.
+ */
+export class ClusterUnavailableError extends WslisError {
+  override name = "ClusterUnavailableError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("ERR_CLUSTER_UNAVAILABLE", message, options);
   }
 }
 
