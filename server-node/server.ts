@@ -12,6 +12,7 @@ import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import WebSocket, { WebSocketServer } from "ws";
 import { SessionClosedError } from "../src/errors.js";
+import { reasonPhrase } from "../src/http/head.js";
 import { CloseCode, webSocketTransport } from "../src/transport.js";
 import { HEADER_SIZE } from "../src/yamux/frame.js";
 import { Session, sessionSettings, type SessionOptions } from "../src/yamux/session.js";
@@ -452,23 +453,9 @@ function refuse(socket: Duplex, status: number, reason: string): void {
   if (socket.destroyed) return;
   const body = `${reason}\n`;
   socket.end(
-    `HTTP/1.1 ${status} ${httpReason(status)}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+    `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
-}
-
-function httpReason(status: number): string {
-  const reasons: Record<number, string> = {
-    400: "Bad Request",
-    408: "Request Timeout",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-  };
-  return reasons[status] ?? "Error";
 }
 
 function firstHeader(value: string | string[] | undefined): string | undefined {

@@ -38,7 +38,7 @@ const PAGE_DEVICE = `(async ([url, deviceId]) => {
     state.arrived.push(u.pathname);
     switch (u.pathname) {
       case "/text":
-        return new Response("hello from " + navigator.userAgent.includes("Chrome") + " chromium", { headers: { "x-host": request.headers.get("host") } });
+        return new Response("hello from " + navigator.userAgent.includes("Chrome") + " chromium", { headers: { "x-host": request.headers.get("host"), "x-clone-host": request.clone().headers.get("host"), "x-request": String(request instanceof Request) } });
       case "/echo":
         return new Response(request.body);
       case "/hash":
@@ -136,6 +136,8 @@ describe("the Node server fetches from a page in Chromium", () => {
     assert.equal(res.status, 200);
     assert.equal(await res.text(), "hello from true chromium");
     assert.equal(res.headers.get("x-host"), "kiosk.example");
+    assert.equal(res.headers.get("x-clone-host"), "kiosk.example", "request.clone() keeps what the client sent");
+    assert.equal(res.headers.get("x-request"), "true");
   });
 
   test("POST 5 MB: echoed back intact, and hashed in the page", async () => {

@@ -8,6 +8,7 @@ import { describe, test } from "node:test";
 import fc from "fast-check";
 import { HttpError } from "../src/errors.js";
 import { parseFieldLine, parseRequestLine, requestInfo } from "../src/http/head.js";
+import { prepareResponse, writeResponse } from "../src/http/response.js";
 import { serveHttpConn, type HttpHandler, type ServeHttpOptions } from "../src/http/server.js";
 
 const encoder = new TextEncoder();
@@ -301,6 +302,47 @@ describe("serveHttp framing: responses", () => {
       const [res] = parseResponses(raw);
       assert.equal(res!.headers.get("content-length"), String(length), `for a ${body?.constructor.name} body`);
       assert.ok(!res!.headers.has("transfer-encoding"));
+    }
+  });
+
+  test("a body that ends within the task that returned it gets Content-Length, however many promise turns it takes", async () => {
+    // A producer that hands its bytes over through a long promise chain, never waiting on I/O or a timer.
+    const slowChain = async () => {
+      for (let i = 0; i < 50; i++) await undefined;
+    };
+    const { raw } = await serve("GET / HTTP/1.1\r\nHost: d\r\n\r\n", () => {
+      let step = 0;
+      return new Response(
+        new ReadableStream({
+          async pull(c) {
+            await slowChain();
+            if (step++ < 2) c.enqueue(encoder.encode("ab"));
+            else c.close();
+          },
+        }),
+      );
+    });
+    const [res] = parseResponses(raw);
+    assert.equal(res!.headers.get("content-length"), "4", raw);
+    assert.ok(!res!.headers.has("transfer-encoding"));
+    assert.equal(res!.body, "abab");
+  });
+
+  test("prepareResponse decides from what the handler gave; writeResponse returns that decision", async () => {
+    const sink = { parts: [] as Uint8Array[], async write(bytes: Uint8Array) { this.parts.push(bytes); } };
+    const get = { head: false, http10: false };
+    const stream = () => new ReadableStream<Uint8Array>({ pull: (c) => new Promise((r) => setTimeout(r, 5)).then(() => c.close()) }, { highWaterMark: 0 });
+    const cases: [Response, typeof get, boolean, unknown][] = [
+      [new Response("abc"), get, false, { framing: { kind: "length", length: 3 }, close: false }],
+      [new Response(stream(), { headers: { "content-length": "0" } }), get, false, { framing: { kind: "length", length: 0 }, close: false }],
+      [new Response(stream()), get, false, { framing: { kind: "chunked" }, close: false }],
+      [new Response(stream()), { head: false, http10: true }, false, { framing: { kind: "close" }, close: true }],
+      [new Response("abc"), { head: true, http10: false }, true, { framing: { kind: "none" }, close: true }],
+      [new Response(null, { status: 204 }), get, false, { framing: { kind: "none" }, close: false }],
+    ];
+    for (const [response, target, close, expected] of cases) {
+      const prepared = await prepareResponse(response, target);
+      assert.deepEqual(await writeResponse(sink, prepared, close), expected);
     }
   });
 

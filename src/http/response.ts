@@ -1,12 +1,16 @@
 /**
- * Writes a fetch `Response` as an HTTP/1.1 response (RFC 9112 §6): status line, headers, then the body
- * delimited by Content-Length when its length is known, else chunked (or, for an HTTP/1.0 client, by
- * closing the connection).
+ * Writes a fetch `Response` as an HTTP/1.1 response (RFC 9112 §6) in two steps, so the connection loop
+ * holds no shared mutable state with the writer:
  *
- * The length is known when the handler set Content-Length, or when the whole body is already there:
- * bodies built from a string, bytes or URLSearchParams settle their reads within a couple of microtask
- * turns (measured in Node 20 and Chromium), so we look ahead that far, and no further, before choosing.
- * A body still being produced is never waited for: its head goes out with what is ready.
+ * 1. {@link prepareResponse} decides the framing from what the handler gave, writing nothing: no body
+ *    or a status without one; a Content-Length the handler set; else the body is read ahead until it
+ *    ends (its length is then known: Content-Length), until {@link LOOKAHEAD_BYTES} are gathered, or until
+ *    the body has to wait for its producer past the current task (a stream: chunked, or close-delimited
+ *    for an HTTP/1.0 client). A body built from a string, bytes or URLSearchParams is all there within the
+ *    task that returned it, however many promise turns a runtime takes to hand it over; a body that waits
+ *    on I/O or a timer is a stream, and its head is never held back for it.
+ * 2. {@link writeResponse} sends the head (with `Connection: close` when the caller asks) and the body, and
+ *    returns the decision it carried out.
  */
 
 import { HOP_BY_HOP, encodeLatin1, encodeResponseHead, parseLength, reasonPhrase, statusHasBody } from "./head.js";
@@ -17,33 +21,54 @@ export interface ByteSink {
   write(bytes: Uint8Array): Promise<void>;
 }
 
-export interface ResponseContext {
-  /** The request was HEAD: headers only. */
-  head: boolean;
-  /** The client speaks HTTP/1.0: no chunked encoding. */
-  http10: boolean;
-  /** The connection closes after this response: say so with `Connection: close`. */
+/** How a response body is delimited on the wire. */
+export type ResponseFraming =
+  /** HEAD, 1xx, 204, 304: a head alone (it may still tell a Content-Length, RFC 9110 §8.6). */
+  | { kind: "none" }
+  | { kind: "length"; length: number }
+  | { kind: "chunked" }
+  /** HTTP/1.0 and a length not known in advance: the body ends with the connection. */
+  | { kind: "close" };
+
+/** What {@link writeResponse} did: the framing, and whether the connection must close after it. */
+export interface ResponseDecision {
+  framing: ResponseFraming;
   close: boolean;
-  /** Called just before the head is encoded, to settle `close` as late as possible. */
-  beforeHead?: () => void;
-  /** Set as the status line is about to be written: `100 Continue` may no longer be sent. */
-  started: boolean;
 }
 
-/** How far ahead, in microtask turns, to look for the end of a body before choosing its framing. */
-const LOOKAHEAD_TURNS = 8;
-/** Most bytes gathered while looking ahead, so a fast large body still streams. */
-const LOOKAHEAD_BYTES = 64 * 1024;
+/** What the request says about how the response may be sent. */
+export interface ResponseTarget {
+  /** The request was HEAD: headers only. */
+  head: boolean;
+  /** The client speaks HTTP/1.0: no chunked coding. */
+  http10: boolean;
+}
+
+/** A response whose framing is decided, nothing of it written yet. */
+export interface PreparedResponse {
+  readonly status: number;
+  readonly statusText: string;
+  /** Header fields to send, hop-by-hop and Content-Length removed (the framing writes its own). */
+  readonly fields: [string, string][];
+  readonly framing: ResponseFraming;
+  /** A Content-Length the handler set on a response without body (HEAD, 304) is told as is. */
+  readonly headLength: number | undefined;
+  /** Body bytes read ahead, in order. */
+  readonly ready: Uint8Array[];
+  /** The rest of the body (streams only), with the read already asked for, if any. */
+  readonly rest: { reader: ReadableStreamDefaultReader<Uint8Array>; pending: Promise<ReadableStreamReadResult<Uint8Array>> | undefined } | undefined;
+}
+
+/** Most bytes gathered while reading ahead, so a fast large body still streams. */
+export const LOOKAHEAD_BYTES = 64 * 1024;
 const CRLF = encodeLatin1("\r\n");
 const LAST_CHUNK = encodeLatin1("0\r\n\r\n");
 
 /**
- * Writes `response`. Rejects when the response cannot be written: before `context.started` turns true
- * (a bad Content-Length, a body that is locked or fails at once) the caller may still answer 500; after
- * it, the message is cut and the connection must be reset. Resolves with true when the connection must
- * close after it (a close-delimited body).
+ * Decides how `response` goes out; writes nothing. Rejects when it cannot be sent (a bad Content-Length,
+ * a body that is locked or fails before the decision): the caller may still answer 500.
  */
-export async function writeResponse(sink: ByteSink, response: Response, context: ResponseContext): Promise<boolean> {
+export async function prepareResponse(response: Response, target: ResponseTarget): Promise<PreparedResponse> {
   const fields: [string, string][] = [];
   let declared: number | undefined;
   let hasDate = false;
@@ -59,41 +84,112 @@ export async function writeResponse(sink: ByteSink, response: Response, context:
   }
   // RFC 9110 §6.6.1: an origin server with a clock sends Date.
   if (!hasDate) fields.push(["date", httpDate()]);
-  const status = response.status;
-  const head = (extra: [string, string][]) => {
-    context.beforeHead?.();
-    const connection: [string, string][] = context.close ? [["connection", "close"]] : [];
-    return encodeResponseHead(status, response.statusText, [...fields, ...connection, ...extra]);
-  };
-
-  if (!statusHasBody(status) || context.head) {
-    await response.body?.cancel().catch(() => {});
+  const { status, statusText } = response;
+  const prepared = (framing: ResponseFraming, ready: Uint8Array[] = [], rest?: PreparedResponse["rest"]): PreparedResponse => ({
+    status,
+    statusText,
+    fields,
+    framing,
     // HEAD and 304 may tell the length a GET would have had; 204 must not (RFC 9110 §8.6).
-    const length: [string, string][] = declared !== undefined && status !== 204 ? [["content-length", String(declared)]] : [];
-    await start(sink, context, head(length));
-    return false;
-  }
+    headLength: framing.kind === "none" && status !== 204 ? declared : undefined,
+    ready,
+    rest,
+  });
 
   const body = response.body;
+  if (!statusHasBody(status) || target.head) {
+    await body?.cancel().catch(() => {});
+    return prepared({ kind: "none" });
+  }
   if (body === null) {
     if (declared !== undefined && declared !== 0) throw new TypeError(`the response has no body but Content-Length ${declared}`);
-    await start(sink, context, head([["content-length", "0"]]));
-    return false;
+    return prepared({ kind: "length", length: 0 });
   }
   const reader = body.getReader();
+  if (declared !== undefined) return prepared({ kind: "length", length: declared }, [], { reader, pending: undefined });
+
+  const ready: Uint8Array[] = [];
+  let size = 0;
+  let pending: Promise<ReadableStreamReadResult<Uint8Array>> | undefined;
+  const taskEnd = nextTask();
   try {
-    if (declared !== undefined) {
-      await start(sink, context, head([["content-length", String(declared)]]));
-      await writeExactly(sink, reader, declared);
-      return false;
+    // Past LOOKAHEAD_BYTES, one more read still tells a body that is all there (one big chunk) from a stream.
+    for (let over = false; !over; ) {
+      over = size >= LOOKAHEAD_BYTES;
+      const read = reader.read();
+      const result = await Promise.race([read, taskEnd]);
+      if (result === STILL_PRODUCING) {
+        pending = read;
+        break;
+      }
+      if (result.done) {
+        reader.releaseLock();
+        return prepared({ kind: "length", length: size }, ready);
+      }
+      const bytes = asBytes(result.value);
+      if (bytes.length > 0) ready.push(bytes);
+      size += bytes.length;
     }
-    return await writeUnknownLength(sink, reader, context, head);
+  } catch (error) {
+    reader.cancel(error).catch(() => {});
+    reader.releaseLock();
+    throw error;
+  }
+  return prepared(target.http10 ? { kind: "close" } : { kind: "chunked" }, ready, { reader, pending });
+}
+
+/**
+ * Writes a prepared response; `close` adds `Connection: close`. Rejects when the body fails or breaks its
+ * framing after the head went out: the message is cut, and the connection must be reset.
+ */
+export async function writeResponse(sink: ByteSink, prepared: PreparedResponse, close: boolean): Promise<ResponseDecision> {
+  const { framing } = prepared;
+  const fields = prepared.fields.slice();
+  if (close) fields.push(["connection", "close"]);
+  if (framing.kind === "length") fields.push(["content-length", String(framing.length)]);
+  else if (framing.kind === "chunked") fields.push(["transfer-encoding", "chunked"]);
+  else if (framing.kind === "none" && prepared.headLength !== undefined) fields.push(["content-length", String(prepared.headLength)]);
+  const head = encodeResponseHead(prepared.status, prepared.statusText, fields);
+  const decision: ResponseDecision = { framing, close: close || framing.kind === "close" };
+
+  const rest = prepared.rest;
+  if (rest === undefined) {
+    await sink.write(prepared.ready.length > 0 ? concat(head, ...prepared.ready) : head);
+    return decision;
+  }
+  const { reader } = rest;
+  try {
+    if (framing.kind === "length") {
+      await sink.write(head);
+      await writeExactly(sink, reader, framing.length);
+    } else {
+      const frame = framing.kind === "chunked" ? chunk : (bytes: Uint8Array) => bytes;
+      await sink.write(concat(head, ...prepared.ready.map(frame)));
+      let pending = rest.pending;
+      for (;;) {
+        const { done, value } = await (pending ?? reader.read());
+        pending = undefined;
+        if (done) break;
+        const bytes = asBytes(value);
+        if (bytes.length > 0) await sink.write(frame(bytes));
+      }
+      if (framing.kind === "chunked") await sink.write(LAST_CHUNK);
+    }
+    return decision;
   } catch (error) {
     reader.cancel(error).catch(() => {});
     throw error;
   } finally {
     reader.releaseLock();
   }
+}
+
+/** Gives up a prepared response that will not be written: its body is cancelled. */
+export function discardResponse(prepared: PreparedResponse): void {
+  const rest = prepared.rest;
+  if (!rest) return;
+  rest.reader.cancel().catch(() => {});
+  rest.reader.releaseLock();
 }
 
 let dateSecond = -1;
@@ -118,11 +214,6 @@ export function statusResponse(status: number): Response {
   });
 }
 
-async function start(sink: ByteSink, context: ResponseContext, bytes: Uint8Array): Promise<void> {
-  context.started = true;
-  await sink.write(bytes);
-}
-
 /** A Content-Length body: exactly `length` bytes, or the message is cut (the caller resets). */
 async function writeExactly(sink: ByteSink, reader: ReadableStreamDefaultReader<Uint8Array>, length: number): Promise<void> {
   let written = 0;
@@ -137,69 +228,46 @@ async function writeExactly(sink: ByteSink, reader: ReadableStreamDefaultReader<
   if (written < length) throw new TypeError(`the response body is shorter (${written}) than its Content-Length ${length}`);
 }
 
-async function writeUnknownLength(
-  sink: ByteSink,
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  context: ResponseContext,
-  head: (extra: [string, string][]) => Uint8Array,
-): Promise<boolean> {
-  const ready: Uint8Array[] = [];
-  let size = 0;
-  let pending: Promise<ReadableStreamReadResult<Uint8Array>> | undefined;
-  // Past LOOKAHEAD_BYTES, one more read still tells a body that is all there (one big chunk) from a stream.
-  for (let over = false; !over; ) {
-    over = size >= LOOKAHEAD_BYTES;
-    const read = reader.read();
-    const result = await settledSoon(read);
-    if (result === undefined) {
-      pending = read;
-      break;
-    }
-    if (result.done) {
-      await start(sink, context, concat(head([["content-length", String(size)]]), ...ready));
-      return false;
-    }
-    const bytes = asBytes(result.value);
-    ready.push(bytes);
-    size += bytes.length;
-  }
-
-  // Length unknown: chunked for HTTP/1.1, close-delimited for HTTP/1.0 (which has no chunked coding).
-  const frame = context.http10 ? (bytes: Uint8Array) => bytes : chunk;
-  if (context.http10) context.close = true;
-  const extra: [string, string][] = context.http10 ? [] : [["transfer-encoding", "chunked"]];
-  await start(sink, context, concat(head(extra), ...ready.filter((b) => b.length > 0).map(frame)));
-  for (;;) {
-    const { done, value } = await (pending ?? reader.read());
-    pending = undefined;
-    if (done) break;
-    const bytes = asBytes(value);
-    if (bytes.length > 0) await sink.write(frame(bytes));
-  }
-  if (!context.http10) await sink.write(LAST_CHUNK);
-  return context.http10;
-}
-
 /** One chunk of the chunked coding: `size-in-hex CRLF data CRLF`, in one array so it is one yamux frame. */
 function chunk(bytes: Uint8Array): Uint8Array {
   return concat(encodeLatin1(`${bytes.length.toString(16)}\r\n`), bytes, CRLF);
-}
-
-/** The promise's outcome if it settles within LOOKAHEAD_TURNS microtask turns, else undefined. */
-async function settledSoon<T>(promise: Promise<T>): Promise<T | undefined> {
-  let outcome: { ok: true; value: T } | { ok: false; error: unknown } | undefined;
-  promise.then(
-    (value) => (outcome = { ok: true, value }),
-    (error: unknown) => (outcome = { ok: false, error }),
-  );
-  for (let turn = 0; turn < LOOKAHEAD_TURNS && outcome === undefined; turn++) await undefined;
-  if (outcome === undefined) return undefined;
-  if (!outcome.ok) throw outcome.error;
-  return outcome.value;
 }
 
 /** Response bodies must yield Uint8Array chunks (as fetch requires of a body stream). */
 function asBytes(value: unknown): Uint8Array {
   if (value instanceof Uint8Array) return value;
   throw new TypeError(`a response body chunk must be a Uint8Array, not ${typeof value}`);
+}
+
+const STILL_PRODUCING = Symbol("still producing");
+type TaskWaiter = (value: typeof STILL_PRODUCING) => void;
+let taskWaiters: TaskWaiter[] = [];
+let taskChannel: MessageChannel | undefined;
+
+/**
+ * Resolves in the next task of the event loop, after every promise job of the current one. A
+ * `MessageChannel` message, not `setTimeout(0)` (Node waits at least 1 ms, browsers clamp nested timers to
+ * 4 ms); one channel serves every response waiting in the same task.
+ */
+function nextTask(): Promise<typeof STILL_PRODUCING> {
+  return new Promise((resolve) => {
+    if (taskWaiters.push(resolve) > 1) return;
+    if (typeof MessageChannel !== "function") {
+      setTimeout(wakeTaskWaiters, 0);
+      return;
+    }
+    if (!taskChannel) {
+      taskChannel = new MessageChannel();
+      taskChannel.port1.onmessage = wakeTaskWaiters;
+      // Node: an idle port must not keep the process alive.
+      (taskChannel.port1 as { unref?: () => void }).unref?.();
+    }
+    taskChannel.port2.postMessage(null);
+  });
+}
+
+function wakeTaskWaiters(): void {
+  const waiters = taskWaiters;
+  taskWaiters = [];
+  for (const wake of waiters) wake(STILL_PRODUCING);
 }

@@ -24,7 +24,7 @@ import {
   type RequestInfo,
 } from "./head.js";
 import { ByteReader } from "./reader.js";
-import { statusResponse, writeResponse, type ResponseContext } from "./response.js";
+import { prepareResponse, statusResponse, writeResponse, type PreparedResponse, type ResponseDecision, type ResponseTarget } from "./response.js";
 
 /** Answers one request. Its `request.signal` aborts if the server resets the stream or the session dies. */
 export type HttpHandler = (request: Request) => Response | Promise<Response>;
@@ -122,21 +122,14 @@ async function serveConn(conn: HttpConn, handler: HttpHandler, settings: Setting
   try {
     for (;;) {
       if (settings.signal?.aborted) break;
-      let head: RequestHead | null;
-      let info: RequestInfo;
-      try {
-        head = await readHead(reader, settings.maxHeadSize);
-        if (head === null) break; // the client closed its side between requests
-        info = requestInfo(head);
-        if (info.framing.kind === "length" && info.framing.length > settings.maxBodySize) {
-          throw new BadRequestError(413, `the request body is larger than ${settings.maxBodySize} bytes`);
-        }
-      } catch (error) {
-        if (!(error instanceof BadRequestError)) throw error;
-        await writeResponse(writer, statusResponse(error.status), { head: false, http10: false, close: true, started: false });
+      const next = await readRequest(reader, settings);
+      if (next === null) break; // the client closed its side between requests
+      if (next instanceof BadRequestError) {
+        await answerAndClose(writer, next, { head: false, http10: false });
         break;
       }
-      if (!(await exchange(reader, writer, head, info, handler, settings, lost.signal))) break;
+      const exchange = new Exchange(next.head, next.info, reader, writer, settings, lost.signal);
+      if (!(await exchange.run(handler))) break;
     }
     reader.cancel();
     await writer.close();
@@ -145,6 +138,27 @@ async function serveConn(conn: HttpConn, handler: HttpHandler, settings: Setting
     reader.cancel();
     conn.reset();
   }
+}
+
+/** The next request's head and what it asks of the connection; null at a clean end; a 4xx/5xx to answer. */
+async function readRequest(reader: ByteReader, settings: Settings): Promise<{ head: RequestHead; info: RequestInfo } | BadRequestError | null> {
+  try {
+    const head = await readHead(reader, settings.maxHeadSize);
+    if (head === null) return null;
+    const info = requestInfo(head);
+    if (info.framing.kind === "length" && info.framing.length > settings.maxBodySize) {
+      throw new BadRequestError(413, `the request body is larger than ${settings.maxBodySize} bytes`);
+    }
+    return { head, info };
+  } catch (error) {
+    if (error instanceof BadRequestError) return error;
+    throw error;
+  }
+}
+
+/** Answers a request the device refuses by itself, with `Connection: close`. */
+async function answerAndClose(writer: WritableStreamDefaultWriter<Uint8Array>, error: BadRequestError, target: ResponseTarget): Promise<void> {
+  await writeResponse(writer, await prepareResponse(statusResponse(error.status), target), true);
 }
 
 /** Reads a request head; null when the stream ends cleanly before one starts. Throws {@link BadRequestError}. */
@@ -175,92 +189,136 @@ async function readHead(reader: ByteReader, maxHeadSize: number): Promise<Reques
   return { ...parseRequestLine(requestLine), fields };
 }
 
+const CONTINUE = encodeLatin1("HTTP/1.1 100 Continue\r\n\r\n");
+
 /**
- * One request and its response. Resolves true when the connection can carry another request; rejects
- * when it is broken (the caller resets it).
+ * One request and its response on a connection. Its state moves one way:
+ *
+ *     reading (handler runs, may read the body; 100 Continue allowed)
+ *       -> responding (the head is going out; 100 Continue no longer allowed)
+ *
+ * `run` resolves true when the connection can carry another request; it rejects when the connection is
+ * broken (the caller resets it).
  */
-async function exchange(
-  reader: ByteReader,
-  writer: WritableStreamDefaultWriter<Uint8Array>,
-  head: RequestHead,
-  info: RequestInfo,
-  handler: HttpHandler,
-  settings: Settings,
-  lost: AbortSignal,
-): Promise<boolean> {
-  const context: ResponseContext = { head: head.method === "HEAD", http10: head.minor === 0, close: !info.keepAlive, started: false };
-  let continueSent = false;
-  const body = new BodySource(
-    reader,
-    info.framing,
-    { maxBodySize: settings.maxBodySize, maxLineSize: settings.maxHeadSize },
-    // RFC 9110 §10.1.1: the client holds the body back until told to go on; we say so when it is first read.
-    info.expectContinue
-      ? async () => {
-          if (context.started) return;
-          continueSent = true;
-          await writer.write(CONTINUE);
-        }
-      : undefined,
-  );
+class Exchange {
+  readonly #info: RequestInfo;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #settings: Settings;
+  readonly #lost: AbortSignal;
+  readonly #body: BodySource;
+  readonly #target: ResponseTarget;
+  readonly #head: RequestHead;
+  #responding = false;
+  #continueSent = false;
+  #request: Request | undefined;
 
-  const aborter = new AbortController();
-  const onLost = () => aborter.abort(lost.reason);
-  if (lost.aborted) onLost();
-  else lost.addEventListener("abort", onLost, { once: true });
-  try {
-    let request: Request;
-    try {
-      request = buildRequest(head, info, body, aborter.signal);
-    } catch (error) {
-      if (!(error instanceof BadRequestError)) throw error;
-      await writeResponse(writer, statusResponse(error.status), { ...context, close: true });
-      return false;
-    }
-    // The status for a failure before the response started: a body the client framed wrongly or made too
-    // large is its fault (400/413, not reported); anything else is the handler's (500, reported).
-    const failure = (error: unknown): Response => {
-      if (body.error instanceof BadRequestError) return statusResponse(body.error.status);
-      if (!lost.aborted) settings.onError(error, request);
-      return statusResponse(500);
-    };
+  constructor(
+    head: RequestHead,
+    info: RequestInfo,
+    reader: ByteReader,
+    writer: WritableStreamDefaultWriter<Uint8Array>,
+    settings: Settings,
+    lost: AbortSignal,
+  ) {
+    this.#head = head;
+    this.#info = info;
+    this.#writer = writer;
+    this.#settings = settings;
+    this.#lost = lost;
+    this.#target = { head: head.method === "HEAD", http10: head.minor === 0 };
+    this.#body = new BodySource(
+      reader,
+      info.framing,
+      { maxBodySize: settings.maxBodySize, maxLineSize: settings.maxHeadSize },
+      info.expectContinue ? () => this.#sendContinue() : undefined,
+    );
+  }
 
-    let response: Response;
+  async run(handler: HttpHandler): Promise<boolean> {
+    const aborter = new AbortController();
+    const lost = this.#lost;
+    const onLost = () => aborter.abort(lost.reason);
+    if (lost.aborted) onLost();
+    else lost.addEventListener("abort", onLost, { once: true });
     try {
-      response = await callHandler(handler, request);
-    } catch (error) {
-      response = failure(error);
-    }
-    // Settled as the head goes out (an echo has begun reading the body by then). A body the handler never
-    // read is dropped afterwards if small; a large or unknown one, or one the client holds back for a
-    // 100 Continue never sent, makes us close. Go's net/http decides the same way.
-    context.beforeHead = () => {
-      if (body.complete) return;
-      const left = body.remainingLength;
-      const unread = !body.started && (left === undefined || left > MAX_DISCARD);
-      if (body.error || unread || (info.expectContinue && !continueSent)) context.close = true;
-    };
-    try {
-      if (await writeResponse(writer, response, context)) return false;
-    } catch (error) {
-      if (context.started) {
-        // The head is out and the body cut: the client must see the message fail, not end short.
-        if (!lost.aborted && !(body.error instanceof BadRequestError)) settings.onError(error, request);
-        throw error;
+      try {
+        this.#request = buildRequest(this.#head, this.#info, this.#body, aborter.signal);
+      } catch (error) {
+        if (!(error instanceof BadRequestError)) throw error;
+        await answerAndClose(this.#writer, error, this.#target);
+        return false;
       }
-      await writeResponse(writer, failure(error), { ...context, close: true });
+      let response: Response;
+      try {
+        response = await callHandler(handler, this.#request);
+      } catch (error) {
+        response = this.#failure(error);
+      }
+      return await this.#respond(response);
+    } finally {
+      lost.removeEventListener("abort", onLost);
+    }
+  }
+
+  /** RFC 9110 §10.1.1: the client holds the body back until told to go on; we say so when it is first read. */
+  async #sendContinue(): Promise<void> {
+    if (this.#responding) return;
+    this.#continueSent = true;
+    await this.#writer.write(CONTINUE);
+  }
+
+  /**
+   * The status for a failure before the response started: a body the client framed wrongly or made too
+   * large is its fault (400/413, not reported); anything else is the handler's (500, reported).
+   */
+  #failure(error: unknown): Response {
+    const bodyError = this.#body.error;
+    if (bodyError instanceof BadRequestError) return statusResponse(bodyError.status);
+    if (!this.#lost.aborted) this.#settings.onError(error, this.#request);
+    return statusResponse(500);
+  }
+
+  async #respond(response: Response): Promise<boolean> {
+    let prepared: PreparedResponse;
+    try {
+      prepared = await prepareResponse(response, this.#target);
+    } catch (error) {
+      prepared = await prepareResponse(this.#failure(error), this.#target);
+      this.#responding = true;
+      await writeResponse(this.#writer, prepared, true);
       return false;
     }
-    if (context.close) return false;
+    this.#responding = true;
+    // Decided as the head goes out (an echo has begun reading the body by then).
+    const close = this.#mustClose();
+    let decision: ResponseDecision;
+    try {
+      decision = await writeResponse(this.#writer, prepared, close);
+    } catch (error) {
+      // The head may be out and the body cut: the client must see the message fail, not end short.
+      if (!this.#lost.aborted && !(this.#body.error instanceof BadRequestError)) this.#settings.onError(error, this.#request);
+      throw error;
+    }
+    if (decision.close) return false;
     // Still unread (the handler stopped reading midway): drop a bounded rest, else close without notice,
     // which a client must expect of any persistent connection (RFC 9112 §9.3).
-    return body.complete || (await body.discard(MAX_DISCARD));
-  } finally {
-    lost.removeEventListener("abort", onLost);
+    return this.#body.complete || (await this.#body.discard(MAX_DISCARD));
+  }
+
+  /**
+   * Whether the connection ends after this response. A body the handler never read is dropped afterwards
+   * if small; a large or unknown one, or one the client holds back for a 100 Continue never sent, makes us
+   * close. Go's net/http decides the same way.
+   */
+  #mustClose(): boolean {
+    if (!this.#info.keepAlive) return true;
+    const body = this.#body;
+    if (body.complete) return false;
+    const left = body.remainingLength;
+    const unread = !body.started && (left === undefined || left > MAX_DISCARD);
+    return body.error !== undefined || unread || (this.#info.expectContinue && !this.#continueSent);
   }
 }
-
-const CONTINUE = encodeLatin1("HTTP/1.1 100 Continue\r\n\r\n");
 
 async function callHandler(handler: HttpHandler, request: Request): Promise<Response> {
   const response: unknown = await handler(request);
@@ -271,27 +329,67 @@ async function callHandler(handler: HttpHandler, request: Request): Promise<Resp
 }
 
 /**
+ * Whether this runtime's `Request` drops header fields a client sent: browsers filter the "forbidden"
+ * request headers (Host, Cookie, Content-Length, Origin, Sec-*...) from a Request a script constructs;
+ * Node's does not. Probed once, lazily.
+ */
+let dropsForbiddenHeaders: boolean | undefined;
+
+function runtimeDropsHeaders(): boolean {
+  dropsForbiddenHeaders ??= !new Request("http://probe/", { headers: [["host", "probe"]] }).headers.has("host");
+  return dropsForbiddenHeaders;
+}
+
+/**
+ * A `Request` whose `headers` are every field the client sent, for runtimes whose `Request` constructor
+ * filters some: the handler still deserves to see them (Host, Cookie...). It is a real `Request` (body,
+ * signal, `instanceof`), and `clone()` keeps the fields; `new Request(request)` copies only what the
+ * runtime allows.
+ */
+class ReceivedRequest extends Request {
+  readonly #headers: Headers;
+
+  constructor(url: string, init: RequestInit, headers: Headers) {
+    super(url, init);
+    this.#headers = headers;
+  }
+
+  override get headers(): Headers {
+    return this.#headers;
+  }
+
+  override clone(): Request {
+    const copy = super.clone();
+    return new ReceivedRequest(copy.url, cloneInit(copy), new Headers(this.#headers));
+  }
+}
+
+/** An init that rebuilds `request` (its body stream is moved, not copied: `request` is a fresh clone). */
+function cloneInit(request: Request): RequestInit {
+  return {
+    method: request.method,
+    headers: request.headers,
+    signal: request.signal,
+    ...(request.body ? { body: request.body, duplex: "half" } : {}),
+  } as RequestInit;
+}
+
+/**
  * The fetch `Request` for a head. GET and HEAD cannot carry a body in fetch; theirs (rare, meaningless
  * per RFC 9110 §9.3.1) is left unread and dropped by the connection loop.
  */
 function buildRequest(head: RequestHead, info: RequestInfo, body: BodySource, signal: AbortSignal): Request {
   const method = head.method;
   const hasBody = !body.complete && method !== "GET" && method !== "HEAD";
-  let request: Request;
+  const init = {
+    method,
+    headers: head.fields,
+    signal,
+    ...(hasBody ? { body: body.stream(), duplex: "half" } : {}),
+  } as RequestInit;
   try {
-    request = new Request(info.url, {
-      method,
-      headers: head.fields,
-      signal,
-      ...(hasBody ? { body: body.stream(), duplex: "half" } : {}),
-    } as RequestInit);
+    return runtimeDropsHeaders() ? new ReceivedRequest(info.url, init, new Headers(head.fields)) : new Request(info.url, init);
   } catch {
     throw new BadRequestError(400, "the request cannot be represented as a fetch Request");
   }
-  // Browsers drop "forbidden" headers (Host, Cookie, Content-Length, Origin, Sec-*...) from a Request they
-  // construct; the handler still deserves to see what the client sent, so it gets the full set.
-  if (head.fields.some(([name]) => !request.headers.has(name))) {
-    Object.defineProperty(request, "headers", { value: new Headers(head.fields), enumerable: true });
-  }
-  return request;
 }
