@@ -13,7 +13,7 @@ import { Agent as HttpAgent, type AgentOptions as HttpAgentOptions } from "node:
 import { setMaxListeners } from "node:events";
 import { Duplex } from "node:stream";
 import { Agent } from "undici";
-import { HttpError, TimeoutError } from "../src/errors.js";
+import { HttpError, TimeoutError, WslisError } from "../src/errors.js";
 import type { Session } from "../src/yamux/session.js";
 import type { Stream } from "../src/yamux/stream.js";
 
@@ -25,11 +25,19 @@ export interface FetchInit extends RequestInit {
    * client's `timeout` (30 000).
    */
   timeout?: number;
+  /**
+   * Longest wait for the next piece of the response body while it is being read, in ms; past it the body
+   * fails with a `TimeoutError` (`ERR_TIMEOUT`) and the stream is reset. Time the caller spends not
+   * reading does not count. 0 disables it. Default: the client's `bodyTimeout` (30 000).
+   */
+  bodyTimeout?: number;
 }
 
 export interface DeviceHttpOptions {
   /** Default of {@link FetchInit.timeout}, in ms: time until the response headers. 0 disables it. Default 30 000. */
   timeout?: number;
+  /** Default of {@link FetchInit.bodyTimeout}, in ms: longest wait for the next body bytes. 0 disables it. Default 30 000. */
+  bodyTimeout?: number;
   /** How long an idle connection (stream) is kept for reuse, in ms. Default 10 000. */
   keepAliveTimeout?: number;
   /** Most connections (streams) at once per origin; further requests queue. Default: no limit. */
@@ -49,6 +57,7 @@ export interface StreamDialer {
 export class DeviceHttp {
   readonly #dialer: StreamDialer;
   readonly #timeout: number;
+  readonly #bodyTimeout: number;
   readonly #dispatcher: Agent;
   /** Aborts with the session's close reason when the device goes: fails every fetch in flight at once. */
   readonly #gone = new AbortController();
@@ -59,6 +68,7 @@ export class DeviceHttp {
     // Every dial and fetch in flight listens on it: as many listeners as concurrent requests, none leaked.
     setMaxListeners(0, this.#gone.signal);
     this.#timeout = nonNegative("timeout", options.timeout ?? 30_000);
+    this.#bodyTimeout = nonNegative("bodyTimeout", options.bodyTimeout ?? 30_000);
     const keepAliveTimeout = nonNegative("keepAliveTimeout", options.keepAliveTimeout ?? 10_000);
     if (options.connections !== undefined && !(Number.isInteger(options.connections) && options.connections > 0)) {
       throw new RangeError("wslis: connections must be a positive integer");
@@ -94,15 +104,17 @@ export class DeviceHttp {
   async fetch(input: string | URL | Request, init: FetchInit = {}): Promise<Response> {
     const gone = this.#dialer.session.closeReason;
     if (gone) throw gone;
-    const { timeout = this.#timeout, signal, ...rest } = init;
+    const { timeout = this.#timeout, bodyTimeout = this.#bodyTimeout, signal, ...rest } = init;
     nonNegative("timeout", timeout);
+    nonNegative("bodyTimeout", bodyTimeout);
     const deadline = new AbortController();
     const timer = timeout > 0 ? setTimeout(() => deadline.abort(new TimeoutError("fetch", timeout)), timeout) : undefined;
     // fetch() uses init.signal in place of the Request's own; keep the Request's when the caller gave none.
     const callerSignal = signal ?? (input instanceof Request ? input.signal : undefined);
     const signals = [this.#gone.signal, deadline.signal, ...(callerSignal ? [callerSignal] : [])];
+    let response: Response;
     try {
-      return await fetch(input, { ...rest, signal: AbortSignal.any(signals), dispatcher: this.#dispatcher } as RequestInit);
+      response = await fetch(input, { ...rest, signal: AbortSignal.any(signals), dispatcher: this.#dispatcher } as RequestInit);
     } catch (error) {
       for (const s of signals) if (s.aborted) throw s.reason;
       if (error instanceof TypeError && error.message === "fetch failed") {
@@ -113,6 +125,9 @@ export class DeviceHttp {
     } finally {
       clearTimeout(timer);
     }
+    if (response.body === null) return response;
+    const body = guardBody(response.body, bodyTimeout, signals);
+    return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
   }
 
   /**
@@ -253,6 +268,51 @@ export class StreamSocket extends Duplex {
       this.#idleTimer.unref();
     }
   }
+}
+
+/**
+ * The response body as the caller sees it: a failure while reading it is the device's (`HttpError`,
+ * `ERR_HTTP`, the transport's error as `cause`), or the reason of the signal that stopped it (the device
+ * left, the caller aborted); a read waiting longer than `idleTimeout` ms fails with a `TimeoutError` and
+ * cancels the source, which resets the stream.
+ */
+function guardBody(source: ReadableStream<Uint8Array>, idleTimeout: number, signals: AbortSignal[]): ReadableStream<Uint8Array> {
+  const reader = source.getReader();
+  const failure = (error: unknown): unknown => {
+    for (const s of signals) if (s.aborted) return s.reason;
+    if (error instanceof WslisError) return error;
+    const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error;
+    const detail = cause instanceof Error ? cause.message : String(cause);
+    return new HttpError(`reverse HTTP response body from the device failed: ${detail}`, { cause });
+  };
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const stalled =
+          idleTimeout > 0
+            ? new Promise<never>((_, reject) => {
+                timer = setTimeout(() => reject(new TimeoutError("response body", idleTimeout)), idleTimeout);
+              })
+            : undefined;
+        try {
+          const { done, value } = await (stalled ? Promise.race([reader.read(), stalled]) : reader.read());
+          if (done) controller.close();
+          else controller.enqueue(value);
+        } catch (error) {
+          const reason = failure(error);
+          reader.cancel(reason).catch(() => {});
+          throw reason;
+        } finally {
+          clearTimeout(timer);
+        }
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
 }
 
 function nonNegative(name: string, value: number): number {

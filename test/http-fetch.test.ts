@@ -258,6 +258,59 @@ describe("dialer.fetch when things go wrong", () => {
     }
   });
 
+  test("a body the device cuts short (FIN before Content-Length, or a reset) fails with ERR_HTTP", async () => {
+    let mode = "fin";
+    const r = await rig({
+      raw: (conn) => {
+        void (async () => {
+          const reader = conn.readable.getReader();
+          await reader.read();
+          const writer = conn.writable.getWriter();
+          await writer.write(new TextEncoder().encode("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial"));
+          // The head is out first: wait until the client has read it, so the cut is in the body.
+          await new Promise((res) => setTimeout(res, 20));
+          if (mode === "fin") await writer.close();
+          else conn.reset();
+        })().catch(() => {});
+      },
+    });
+    try {
+      for (const m of ["fin", "reset"]) {
+        mode = m;
+        const res = await r.dialer.fetch("http://d/");
+        await assert.rejects(within(res.text(), 2000, `body cut by ${m}`), (e: unknown) => hasCode("ERR_HTTP")(e) && (e as Error).cause !== undefined, m);
+      }
+    } finally {
+      await r.close();
+    }
+  });
+
+  test("a body that stalls fails after bodyTimeout with ERR_TIMEOUT and resets the stream", async () => {
+    let deviceSaw: Promise<unknown> | undefined;
+    const r = await rig({
+      raw: (conn) => {
+        deviceSaw = conn.closed.then(() => "closed", (e: unknown) => e);
+        void (async () => {
+          const reader = conn.readable.getReader();
+          await reader.read();
+          const writer = conn.writable.getWriter();
+          await writer.write(new TextEncoder().encode("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial"));
+        })().catch(() => {});
+      },
+    });
+    try {
+      const res = await r.dialer.fetch("http://d/", { bodyTimeout: 100 });
+      const t0 = performance.now();
+      await assert.rejects(within(res.text(), 3000, "stalled body"), hasCode("ERR_TIMEOUT"));
+      assert.ok(performance.now() - t0 >= 90);
+      const seen = await within(deviceSaw!, 2000, "the device sees the stream end");
+      assert.ok(hasCode("ERR_STREAM_RESET")(seen), String(seen));
+      assert.throws(() => new DeviceHttp(r.dialer, { bodyTimeout: -1 }), RangeError);
+    } finally {
+      await r.close();
+    }
+  });
+
   test("the device resets the stream mid-response → the body errors", async () => {
     const r = await rig({
       raw: (conn) => {
