@@ -7,7 +7,7 @@
  * upgrade is logged and closes that one connection; the server itself never throws from an event.
  */
 
-import { createServer, type IncomingMessage, type Server as HttpServer } from "node:http";
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import WebSocket, { WebSocketServer } from "ws";
@@ -18,8 +18,11 @@ import { HEADER_SIZE } from "../src/yamux/frame.js";
 import { Session, sessionSettings, type SessionOptions } from "../src/yamux/session.js";
 import { nodeTransportOptions } from "./device.js";
 import { Dialer, type DialOptions } from "./dialer.js";
-import { MemoryDirectory, type DeviceRecord, type Directory, type FleetEvents } from "./cluster/directory.js";
-import { Fleet, type FleetConn } from "./cluster/fleet.js";
+import type { DeviceRecord, Directory, FleetEvents } from "./cluster/directory.js";
+import type { NodeEndpoint } from "./cluster/endpoint.js";
+import type { Fleet, FleetConn } from "./cluster/fleet.js";
+import { createFleet, type ClusterOptions } from "./cluster/index.js";
+import type { PeerClient } from "./cluster/peer.js";
 import type { DeviceHttpOptions, FetchInit } from "./http.js";
 import { Metrics, toPrometheus } from "./metrics.js";
 
@@ -80,6 +83,11 @@ export interface ServerOptions {
   session?: Omit<SessionOptions, "role">;
   /** Where problems are reported. Default: `console`. Pass `{ warn() {}, error() {} }` to silence. */
   logger?: ServerLogger;
+  /**
+   * Many server nodes, one fleet, on Redis: `server.fetch`/`dial`/`lookup`/`fleet()` reach devices on
+   * any node, and newest-wins holds across nodes. See {@link ClusterOptions}. Default: this node alone.
+   */
+  cluster?: ClusterOptions;
 }
 
 /** Called once per connected device. Its failure is logged and closes that device's connection. */
@@ -135,6 +143,8 @@ export class Server extends EventTarget {
   /** Where every device of the fleet is; this node alone unless `cluster` is set. */
   readonly #directory: Directory;
   readonly #fleet: Fleet;
+  readonly #endpoint: NodeEndpoint | undefined;
+  readonly #peers: PeerClient | undefined;
   readonly #handler: Handler;
   readonly #options: ServerOptions;
   readonly #logger: ServerLogger;
@@ -160,8 +170,16 @@ export class Server extends EventTarget {
         throw new RangeError(`wslis: ${name} must be a positive number, not ${String(value)}`);
       }
     }
-    this.#directory = new MemoryDirectory(this.devices, "local");
-    this.#fleet = new Fleet(this.devices, this.#directory);
+    const parts = createFleet(this.devices, options.cluster, {
+      logger: this.#logger,
+      fetchTimeout: options.http?.timeout ?? 30_000,
+      dialTimeout: options.dialTimeout ?? 10_000,
+      keepAliveTimeout: options.http?.keepAliveTimeout ?? 10_000,
+    });
+    this.#directory = parts.directory;
+    this.#fleet = parts.fleet;
+    this.#endpoint = parts.endpoint;
+    this.#peers = parts.peers;
     // Session options fail here, not on a device's connection.
     const window = sessionSettings({ ...options.session, role: "client" }).maxStreamWindow;
     this.#wss = new WebSocketServer({
@@ -232,6 +250,7 @@ export class Server extends EventTarget {
    */
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on("error", (error) => this.#logger.warn(`wslis: upgrade socket error: ${error.message}`));
+    if (this.#endpoint?.owns(request)) return this.#endpoint.handleUpgrade(request, socket, head);
     this.#upgrade(request, socket, head).catch((error: unknown) => {
       this.#logger.error("wslis: upgrade failed", error);
       refuse(socket, 500, "internal error");
@@ -336,6 +355,16 @@ export class Server extends EventTarget {
     this.#emit("disconnect", { dialer, reason });
   }
 
+  /**
+   * Serves a node-to-node request of the cluster (under `cluster.path`) from an existing `http` server's
+   * request handler; returns false, doing nothing, for any other request. `listen` does it itself.
+   */
+  handleRequest(request: IncomingMessage, response: ServerResponse): boolean {
+    if (!this.#endpoint?.owns(request)) return false;
+    this.#endpoint.handleRequest(request, response);
+    return true;
+  }
+
   /** Starts an HTTP server on `addr` ("host:port", ":port" or a port number) that upgrades to wslis. */
   async listen(addr: string | number = ":9090"): Promise<this> {
     if (this.#http) throw new Error("wslis: the server is already listening");
@@ -348,7 +377,8 @@ export class Server extends EventTarget {
         // Node checks those timeouts every 30 s by default; a client that never upgrades would linger.
         connectionsCheckingInterval: Math.min(1000, this.#options.handshakeTimeout ?? 10_000),
       },
-      (_request, response) => {
+      (request, response) => {
+        if (this.handleRequest(request, response)) return;
         response.writeHead(426, { "Content-Type": "text/plain", Connection: "close", Upgrade: "websocket" });
         response.end("wslis: this endpoint speaks WebSocket only\n");
       },
@@ -411,6 +441,7 @@ export class Server extends EventTarget {
     await Promise.all(dialers.map((d) => d.closed));
     this.#wss.close();
     await this.#directory.close();
+    await this.#peers?.close();
     this.#http?.closeAllConnections();
   }
 
