@@ -46,7 +46,7 @@ async function run<T = any>(node: Node, op: string, body: unknown = {}): Promise
  * A device: answers GET /kb with its kilobyte, GET /whoami with `tag`, POST /echo with the body; a device
  * whose id starts with "echo-" echoes raw streams instead.
  */
-async function device(url: string, id: string, tag = id, reconnect: Parameters<typeof dialAndListen>[1]["reconnect"] = false): Promise<Listener> {
+async function device(url: string, id: string, tag = id, reconnect: NonNullable<Parameters<typeof dialAndListen>[1]>["reconnect"] = false): Promise<Listener> {
   const listener = await dialAndListen(url, { params: { deviceId: id }, reconnect });
   cleanup.push(() => listener.close());
   if (id.startsWith("echo-")) {
