@@ -1,37 +1,38 @@
 /**
  * `npm run bench`: prints the benchmark tables as markdown (progress goes to stderr, tables to stdout).
+ * Every comparison runs its implementations side by side in the same rounds, interleaved, and reports
+ * the median of per-round ratios.
  *
- * 1. One-stream throughput, Node to Node over ws on 127.0.0.1: raw ws, wslis, yamux-js (bench/throughput.ts).
- * 2. Reverse HTTP (bench/http.ts, `benchHttp()`), when that file exists.
+ * Sections (BENCH_ONLY=name,name runs some of them; default all, in this order):
+ *  throughput   one stream, Node ↔ Node, both ends in one process: raw ws, wslis, yamux-js (bench/throughput.ts)
+ *  two-process  the same with the device in its own process: raw ws, wslis (bench/two-process.ts)
+ *  http         reverse HTTP (bench/http.ts)
+ *  streams      against Go wslis, four pairs of processes (bench/streams.ts, bench/peer.ts, test/go/bench)
+ *  bundle       min+gzip of tree-shaken apps, and yamux-js built for the browser (bench/bundle.ts)
  *
- * Environment knobs: BENCH_MB (MiB per run for raw ws and wslis, default 64), BENCH_RUNS (rounds of raw ws and wslis, default 21; yamux-js runs 3).
+ * Environment knobs (positive numbers):
+ *  BENCH_MB                 MiB per run for raw ws and wslis in throughput and two-process (default 64)
+ *  BENCH_RUNS               rounds of throughput and two-process (default 21; yamux-js runs 3)
+ *  BENCH_STREAMS_ROUNDS     rounds of the Go comparison (default 9)
+ *  BENCH_RR_OPS             sequential new-stream exchanges per round, for p50/p99 (default 2000)
+ *  BENCH_RR_CONCURRENT_OPS  exchanges per round with 64 in flight, for ops/s (default 5000)
+ *  BENCH_BULK_STREAMS       streams at once in the bulk scenario (default 64)
+ *  BENCH_BULK_MB            MiB per stream in the bulk scenario (default 4)
+ *  BENCH_SINGLE_MB          MiB of the one-stream scenario against Go (default 64)
+ *  BENCH_HOLD_STREAMS       streams held open on one session (default 10000)
  */
 
-import { existsSync } from "node:fs";
 import { cpus } from "node:os";
-import { fileURLToPath } from "node:url";
+import { benchBundle } from "./bundle.js";
+import { log, markdownTable, ratio, round, targetRows, type Row } from "./format.js";
+import { benchHttp } from "./http.js";
+import { benchStreams } from "./streams.js";
 import { benchThroughput, type ThroughputRow } from "./throughput.js";
 import { benchTwoProcess } from "./two-process.js";
 
-type Row = Record<string, string | number>;
+export { markdownTable } from "./format.js";
 
-/** Renders rows as a markdown table; columns are the first row's keys. */
-export function markdownTable(rows: Row[]): string {
-  if (rows.length === 0) return "(no rows)\n";
-  const columns = Object.keys(rows[0]!);
-  const cell = (value: string | number | undefined) => String(value ?? "").replaceAll("|", "\\|");
-  const lines = [
-    `| ${columns.join(" | ")} |`,
-    `| ${columns.map((_, i) => (typeof rows[0]![columns[i]!] === "number" ? "---:" : "---")).join(" | ")} |`,
-    ...rows.map((row) => `| ${columns.map((column) => cell(row[column])).join(" | ")} |`),
-  ];
-  return `${lines.join("\n")}\n`;
-}
-
-/** Two significant digits for small numbers, none for large ones. */
-function round(value: number): string {
-  return value >= 10 ? value.toFixed(0) : value.toPrecision(2);
-}
+const SECTIONS = ["throughput", "two-process", "http", "streams", "bundle"] as const;
 
 function throughputTable(rows: ThroughputRow[]): Row[] {
   const MiB = 1024 * 1024;
@@ -39,7 +40,7 @@ function throughputTable(rows: ThroughputRow[]): Row[] {
     implementation: row.implementation,
     "MB/s (median)": round(row.mbps),
     "min–max MB/s": `${round(row.min)}–${round(row.max)}`,
-    "× raw ws (per round)": row.ratio.toFixed(row.ratio < 0.1 ? 3 : 2),
+    "× raw ws (per round)": ratio(row.ratio),
     "CPU ms per GB (both ends)": round(row.cpuMsPerGB),
     "peak heap+buffers growth (MB)": row.peakMemoryMB.toFixed(1),
     runs: `${row.runs} × ${row.bytesPerRun / MiB} MiB`,
@@ -52,40 +53,86 @@ function positiveNumber(name: string, fallback: number): number {
   return value;
 }
 
-const log = (line: string) => process.stderr.write(`${line}\n`);
-const bytes = positiveNumber("BENCH_MB", 64) * 1024 * 1024;
-const runs = positiveNumber("BENCH_RUNS", 21);
+const MiB = 1024 * 1024;
+const only = process.env.BENCH_ONLY?.split(",").map((name) => name.trim()).filter(Boolean);
+for (const name of only ?? []) {
+  if (!(SECTIONS as readonly string[]).includes(name)) throw new RangeError(`BENCH_ONLY: no section ${name}; there are ${SECTIONS.join(", ")}`);
+}
+const runs = (section: (typeof SECTIONS)[number]) => !only || only.includes(section);
+const bytes = positiveNumber("BENCH_MB", 64) * MiB;
+const rounds = positiveNumber("BENCH_RUNS", 21);
 
 const cpu = cpus();
 console.log(`Node ${process.version}, ${cpu.length} × ${cpu[0]?.model.trim() ?? "unknown CPU"}, ${process.platform}\n`);
-console.log("### One-stream throughput, Node ↔ Node over ws on 127.0.0.1 (both ends in one process)\n");
-console.log(markdownTable(throughputTable(await benchThroughput({ bytes, runs, log }))));
-console.log(
-  "MB = 10^6 bytes. The server side sends 64 KiB writes; a run ends when the receiver has counted every byte.\n" +
-    "Implementations run interleaved, round by round, in alternating order; × raw ws is the median of the\n" +
-    "per-round ratios. CPU is the process's user + system time per GB moved (both ends, GC threads included).\n" +
-    "yamux-js runs are smaller: it waits 100 ms (a timer) whenever its send window is empty.\n",
-);
 
-console.log("### One-stream throughput, server and device in separate processes (as deployed)\n");
-const twoProcess = await benchTwoProcess({ bytes, runs, log });
-console.log(
-  markdownTable(
-    twoProcess.map((row) => ({
-      implementation: row.implementation,
-      "MB/s (median)": round(row.mbps),
-      "min–max MB/s": `${round(row.min)}–${round(row.max)}`,
-      "× raw ws (per round)": row.ratio.toFixed(2),
-      runs: `${row.runs} × ${row.bytesPerRun / (1024 * 1024)} MiB`,
-    })),
-  ),
-);
+if (runs("throughput")) {
+  console.log("### One-stream throughput, Node ↔ Node over ws on 127.0.0.1 (both ends in one process)\n");
+  console.log(markdownTable(throughputTable(await benchThroughput({ bytes, runs: rounds, log }))));
+  console.log(
+    "MB = 10^6 bytes. The server side sends 64 KiB writes; a run ends when the receiver has counted every byte.\n" +
+      "Implementations run interleaved, round by round, in alternating order; × raw ws is the median of the\n" +
+      "per-round ratios. CPU is the process's user + system time per GB moved (both ends, GC threads included).\n" +
+      "yamux-js runs are smaller: it waits 100 ms (a timer) whenever its send window is empty.\n",
+  );
+}
 
-// bench/http.ts is written separately; the throughput table stands on its own until it lands.
-// A computed specifier, so the typecheck does not require the file either.
-const httpBench = new URL("./http.ts", import.meta.url);
-if (existsSync(fileURLToPath(httpBench))) {
-  const { benchHttp } = (await import(httpBench.href)) as { benchHttp: () => Promise<Row[]> };
+if (runs("two-process")) {
+  console.log("### One-stream throughput, server and device in separate processes (as deployed)\n");
+  const twoProcess = await benchTwoProcess({ bytes, runs: rounds, log });
+  console.log(
+    markdownTable(
+      twoProcess.map((row) => ({
+        implementation: row.implementation,
+        "MB/s (median)": round(row.mbps),
+        "min–max MB/s": `${round(row.min)}–${round(row.max)}`,
+        "× raw ws (per round)": ratio(row.ratio),
+        runs: `${row.runs} × ${row.bytesPerRun / MiB} MiB`,
+      })),
+    ),
+  );
+}
+
+if (runs("http")) {
   console.log("### Reverse HTTP\n");
-  console.log(markdownTable(await benchHttp()));
+  console.log(markdownTable(await benchHttp({ log })));
+}
+
+if (runs("streams")) {
+  const result = await benchStreams({
+    rounds: positiveNumber("BENCH_STREAMS_ROUNDS", 9),
+    rrOps: positiveNumber("BENCH_RR_OPS", 2000),
+    rrConcurrentOps: positiveNumber("BENCH_RR_CONCURRENT_OPS", 5000),
+    bulkStreams: positiveNumber("BENCH_BULK_STREAMS", 64),
+    bulkBytes: positiveNumber("BENCH_BULK_MB", 4) * MiB,
+    singleBytes: positiveNumber("BENCH_SINGLE_MB", 64) * MiB,
+    holdStreams: positiveNumber("BENCH_HOLD_STREAMS", 10_000),
+    log,
+  });
+  for (const table of result.tables) {
+    console.log(`### ${table.title}\n`);
+    console.log(markdownTable(table.rows));
+    console.log(`${table.note}\n`);
+  }
+  console.log("### Targets against Go wslis (wslis ↔ wslis / Go ↔ Go unless named)\n");
+  console.log(markdownTable(targetRows(result.targets)));
+}
+
+if (runs("bundle")) {
+  console.log("### Bundle: min+gzip of a tree-shaken app, built with Vite (rolldown) for es2022\n");
+  const sizes = await benchBundle(log);
+  console.log(
+    markdownTable(
+      sizes.map((size) => ({
+        app: size.name,
+        "minified (B)": size.minified,
+        "min+gzip (B)": size.gzipped,
+        target: size.target === undefined ? "" : `≤ ${size.target} B`,
+        result: size.target === undefined ? "" : size.gzipped <= size.target ? "met" : "not met",
+      })),
+    ),
+  );
+  console.log(
+    "gzip level 9. yamux-js is a Node library: in a page it needs the buffer and readable-stream polyfills\n" +
+      "(with events, process, string_decoder and abort-controller), all counted here.\n",
+  );
 }

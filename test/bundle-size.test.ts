@@ -1,5 +1,6 @@
 /**
- * Bundle-size budget of the device SDK as shipped: the gzip size of the BUILT browser bundles.
+ * Bundle-size budgets of the device SDK: the gzip size of the BUILT browser bundles, and min+gzip of
+ * tree-shaken apps that import only part of it (built by bench/bundle.ts with the project's Vite).
  *
  * Budgets are the size measured when the budget was set plus about 20%. A failure means the browser build
  * grew: either trim it, or raise the budget here on purpose, in the same commit that explains why.
@@ -10,6 +11,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { test } from "node:test";
 import { gzipSync } from "node:zlib";
+import { ENTRIES, measureBundle } from "../bench/bundle.js";
 
 const root = resolve(import.meta.dirname, "..");
 
@@ -36,3 +38,32 @@ for (const [file, budget] of Object.entries(budgets)) {
     );
   });
 }
+
+/**
+ * Min+gzip budgets (level 9) of tree-shaken apps, in bytes: what an app importing only these names ships.
+ * Measured on 2026-12-02: 9 556-9 565 (`dialAndListen`) and 15 006 (`dialAndListen` + `serveHttp`); the
+ * budgets add about 5%. The goals are 6 KiB and 10 KiB (printed by `npm run bench`).
+ */
+const appBudgets: Record<string, number> = {
+  "wslis: dialAndListen": 10_000,
+  "wslis: dialAndListen + serveHttp": 15_700,
+};
+
+test("tree-shaken apps stay within their min+gzip budgets, and serveHttp costs only those who import it", async () => {
+  const sizes = new Map<string, number>();
+  for (const [name, budget] of Object.entries(appBudgets)) {
+    const entry = ENTRIES.find((e) => e.name === name);
+    assert.ok(entry, `bench/bundle.ts has no entry named ${name}`);
+    const { gzipped, minified } = await measureBundle(entry);
+    sizes.set(name, gzipped);
+    assert.ok(minified > 5000, `${name} is suspiciously small (${minified} bytes minified): did tree shaking drop the SDK?`);
+    assert.ok(
+      gzipped <= budget,
+      `${name} is ${gzipped} bytes min+gzip (${minified} minified), over its budget of ${budget}: ` +
+        `trim it, or raise the budget in test/bundle-size.test.ts and say why`,
+    );
+  }
+  const alone = sizes.get("wslis: dialAndListen")!;
+  const withHttp = sizes.get("wslis: dialAndListen + serveHttp")!;
+  assert.ok(withHttp - alone > 2000, `serveHttp adds only ${withHttp - alone} bytes: is it bundled into every app?`);
+});

@@ -11,7 +11,7 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rename } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import type { Duplex } from "node:stream";
 import type { Transport } from "../../src/yamux/session.js";
@@ -103,19 +103,22 @@ export async function sendAndDigest(conn: Stream, data: Uint8Array): Promise<Dig
 
 // The Go peer.
 
-let building: Promise<string> | undefined;
+const building = new Map<string, Promise<string>>();
 
 /**
- * Builds test/go/peer/main.go in GOPATH mode against Debian's packages, into a directory under
- * os.tmpdir() named after a hash of the source and the Go version, so it is built once per change, not
- * per test run or file. Throws a how-to when Go or the packages are missing: the suite never skips.
+ * Builds test/go/peer/main.go (or another Go program of the project's, `source` relative to the
+ * repository) in GOPATH mode against Debian's packages, into a directory under os.tmpdir() named after a
+ * hash of the source and the Go version, so it is built once per change, not per test run or file.
+ * Throws a how-to when Go or the packages are missing: the suite never skips.
  */
-export function goPeerBinary(): Promise<string> {
-  building ??= buildGoPeer();
-  return building;
+export function goPeerBinary(source = GO_SOURCE): Promise<string> {
+  const path = resolve(root, source);
+  let binary = building.get(path);
+  if (!binary) building.set(path, (binary = buildGoPeer(path)));
+  return binary;
 }
 
-async function buildGoPeer(): Promise<string> {
+async function buildGoPeer(sourcePath: string): Promise<string> {
   const env: NodeJS.ProcessEnv = { ...process.env, GO111MODULE: "off", GOPATH, GOFLAGS: "" };
   // Go needs a build cache; without HOME it has no default.
   if (!env.GOCACHE && !env.HOME && !env.XDG_CACHE_HOME) env.GOCACHE = join(tmpdir(), "wslis-go-cache");
@@ -128,16 +131,17 @@ async function buildGoPeer(): Promise<string> {
   for (const pkg of ["github.com/hashicorp/yamux", "github.com/gorilla/websocket"]) {
     if (!existsSync(join(GOPATH, "src", pkg))) throw new Error(`${pkg} is missing from ${GOPATH}. ${SETUP_HINT}`);
   }
-  const source = await readFile(GO_SOURCE);
+  const source = await readFile(sourcePath);
   const key = createHash("sha256").update(source).update(version).digest("hex").slice(0, 16);
-  const dir = join(tmpdir(), `wslis-go-peer-${key}`);
-  const binary = join(dir, "peer");
+  const name = basename(dirname(sourcePath));
+  const dir = join(tmpdir(), `wslis-go-${name}-${key}`);
+  const binary = join(dir, name);
   if (existsSync(binary)) return binary;
   await mkdir(dir, { recursive: true });
   // Build beside it and rename: another test process may be building the same binary right now.
   const partial = `${binary}.${process.pid}.tmp`;
   try {
-    await run("go", ["build", "-o", partial, GO_SOURCE], env, 180_000);
+    await run("go", ["build", "-o", partial, sourcePath], env, 180_000);
   } catch (error) {
     throw new Error(`building the Go peer failed: ${(error as Error).message}. ${SETUP_HINT}`, { cause: error });
   }
@@ -214,7 +218,15 @@ export class GoPeer {
   /** Starts the peer: `["-mode", "server"]` or `["-mode", "device", "-url", url]`. */
   static async start(args: string[]): Promise<GoPeer> {
     const binary = await goPeerBinary();
-    return new GoPeer(spawn(binary, args, { stdio: ["pipe", "pipe", "pipe"] }));
+    return GoPeer.spawn(binary, args);
+  }
+
+  /**
+   * Starts any program that speaks the same protocol (commands on stdin, JSON lines on stdout), e.g. the
+   * bench's peers (test/go/bench, bench/peer.ts).
+   */
+  static spawn(file: string, args: string[]): GoPeer {
+    return new GoPeer(spawn(file, args, { stdio: ["pipe", "pipe", "pipe"] }));
   }
 
   /** The tail of the peer's stderr (yamux logs there), for failure messages. */
