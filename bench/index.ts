@@ -8,6 +8,7 @@
  *  two-process  the same with the device in its own process: raw ws, wslis (bench/two-process.ts)
  *  http         reverse HTTP (bench/http.ts)
  *  streams      against Go wslis, four pairs of processes (bench/streams.ts, bench/peer.ts, test/go/bench)
+ *  browser      real Chromium against raw WebSocket in the same page (bench/browser.ts)
  *  bundle       min+gzip of tree-shaken apps, and yamux-js built for the browser (bench/bundle.ts)
  *
  * Environment knobs (positive numbers):
@@ -20,9 +21,13 @@
  *  BENCH_BULK_MB            MiB per stream in the bulk scenario (default 4)
  *  BENCH_SINGLE_MB          MiB of the one-stream scenario against Go (default 64)
  *  BENCH_HOLD_STREAMS       streams held open on one session (default 10000)
+ *  BENCH_BROWSER_ROUNDS     rounds in Chromium (default 5)
+ *  BENCH_BROWSER_MB         MiB each way per round in Chromium (default 100)
+ *  BENCH_BROWSER_RTTS       round trips per round in Chromium, for the latency rows (default 1000)
  */
 
 import { cpus } from "node:os";
+import { benchBrowser } from "./browser.js";
 import { benchBundle } from "./bundle.js";
 import { log, markdownTable, ratio, round, targetRows, type Row } from "./format.js";
 import { benchHttp } from "./http.js";
@@ -32,7 +37,7 @@ import { benchTwoProcess } from "./two-process.js";
 
 export { markdownTable } from "./format.js";
 
-const SECTIONS = ["throughput", "two-process", "http", "streams", "bundle"] as const;
+const SECTIONS = ["throughput", "two-process", "http", "streams", "browser", "bundle"] as const;
 
 function throughputTable(rows: ThroughputRow[]): Row[] {
   const MiB = 1024 * 1024;
@@ -114,6 +119,19 @@ if (runs("streams")) {
     console.log(`${table.note}\n`);
   }
   console.log("### Targets against Go wslis (wslis ↔ wslis / Go ↔ Go unless named)\n");
+  console.log(markdownTable(targetRows(result.targets)));
+}
+
+if (runs("browser")) {
+  const result = await benchBrowser({
+    rounds: positiveNumber("BENCH_BROWSER_ROUNDS", 5),
+    bytes: positiveNumber("BENCH_BROWSER_MB", 100) * MiB,
+    roundTrips: positiveNumber("BENCH_BROWSER_RTTS", 1000),
+    log,
+  });
+  console.log("### Real Chromium: wslis against a raw WebSocket in the same page\n");
+  console.log(markdownTable(result.rows));
+  console.log(`${result.note}\n`);
   console.log(markdownTable(targetRows(result.targets)));
 }
 
