@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { connect } from "node:net";
+import { connect, createServer, type Server as NetServer, type Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { dialAndListen, serveHttp, type Listener } from "../server-node/device.js";
 import { startFixture, type Child } from "./helpers/child.js";
@@ -12,7 +12,7 @@ import { startRedis, type RedisProcess } from "./helpers/redis.js";
 import { kilobyte } from "./helpers/cluster.js";
 
 const SECRET = "a-cluster-secret-for-tests";
-const TTL = 3000;
+const TTL = 4000;
 
 interface Node {
   name: string;
@@ -46,8 +46,9 @@ async function run<T = any>(node: Node, op: string, body: unknown = {}): Promise
  * A device: answers GET /kb with its kilobyte, GET /whoami with `tag`, POST /echo with the body; a device
  * whose id starts with "echo-" echoes raw streams instead.
  */
-async function device(url: string, id: string, tag = id, reconnect: NonNullable<Parameters<typeof dialAndListen>[1]>["reconnect"] = false): Promise<Listener> {
-  const listener = await dialAndListen(url, { params: { deviceId: id }, reconnect });
+async function device(url: string, id: string, tag = id, reconnect = false): Promise<Listener> {
+  // With reconnect, the default backoff, as a user's device has it.
+  const listener = await dialAndListen(url, { params: { deviceId: id }, ...(reconnect ? {} : { reconnect: false }) });
   cleanup.push(() => listener.close());
   if (id.startsWith("echo-")) {
     void (async () => {
@@ -63,6 +64,65 @@ async function device(url: string, id: string, tag = id, reconnect: NonNullable<
     }).catch(() => {});
   }
   return listener;
+}
+
+/** Sends a raw HTTP request and returns the status. */
+function rawStatus(port: number, request: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1");
+    let received = "";
+    socket.on("data", (chunk) => {
+      received += chunk.toString("latin1");
+      const match = /^HTTP\/1\.1 (\d{3})/.exec(received);
+      if (match) {
+        socket.destroy();
+        resolve(Number(match[1]));
+      }
+    });
+    socket.on("error", reject);
+    socket.write(request);
+  });
+}
+
+/** A TCP load balancer in front of the nodes: each connection goes to the first target that accepts it. */
+async function loadBalancer(targets: number[]): Promise<{ url: string; targets: number[]; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const lb = {
+    url: "",
+    targets,
+    server: undefined as NetServer | undefined,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        lb.server!.close(() => resolve());
+      }),
+  };
+  lb.server = createServer((client) => {
+    sockets.add(client);
+    client.on("close", () => sockets.delete(client));
+    client.pause();
+    const tryTarget = (i: number) => {
+      if (i >= lb.targets.length) return client.destroy();
+      const upstream = connect(lb.targets[i]!, "127.0.0.1");
+      sockets.add(upstream);
+      // An error before the connection is up: that target is down, try the next.
+      upstream.once("error", () => tryTarget(i + 1));
+      upstream.once("connect", () => {
+        upstream.removeAllListeners("error");
+        upstream.on("error", () => client.destroy());
+        client.on("error", () => upstream.destroy());
+        upstream.on("close", () => client.destroy());
+        client.on("close", () => upstream.destroy());
+        client.pipe(upstream);
+        upstream.pipe(client);
+        client.resume();
+      });
+    };
+    tryTarget(0);
+  });
+  await new Promise<void>((resolve) => lb.server!.listen(0, "127.0.0.1", resolve));
+  lb.url = `ws://127.0.0.1:${(lb.server.address() as { port: number }).port}/`;
+  return lb;
 }
 
 async function until(predicate: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
@@ -125,5 +185,101 @@ describe("three nodes, one fleet", () => {
       assert.equal(missing.error.code, "ERR_DEVICE_NOT_FOUND");
       assert.ok(missing.ms < 500, `unknown device answered in ${missing.ms} ms`);
     }
+  });
+
+  test("a node-to-node request without the secret is refused", async () => {
+    const b = nodes[1]!;
+    const post = (auth: string) =>
+      `POST /.wslis/node/fetch HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 0\r\nConnection: close\r\n\r\n`;
+    assert.equal(await rawStatus(b.port, post("")), 401);
+    assert.equal(await rawStatus(b.port, post("Authorization: Bearer wrong-secret-of-enough-length\r\n")), 401);
+    const dial = (auth: string) =>
+      `GET /.wslis/node/dial HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: wslis-stream\r\n${auth}` +
+      `X-Wslis-Device: echo-b\r\nX-Wslis-Generation: 1\r\n\r\n`;
+    assert.equal(await rawStatus(b.port, dial("")), 401);
+    assert.equal(await rawStatus(b.port, dial("Authorization: Bearer wrong-secret-of-enough-length\r\n")), 401);
+    // With the secret but a generation the node does not hold: refused too, nothing reaches the device.
+    assert.equal(await rawStatus(b.port, dial(`Authorization: Bearer ${SECRET}\r\n`)), 404);
+  });
+
+  test("a device moving from node B to node C: B's session is replaced, calls from A reach C", async () => {
+    const [a, b, c] = nodes as [Node, Node, Node];
+    const onB = await device(b.url, "mover", "on b");
+    await until(async () => (await run(a, "call", { device: "mover", timeout: 2000 })).text === "on b", 5000, "mover reachable on b");
+    const onC = await device(c.url, "mover", "on c");
+    const timer = new Promise<Error>((resolve) => setTimeout(resolve, 5000, new Error("B's session was not closed")));
+    const reason = (await Promise.race([onB.closed, timer])) as Error & { code?: string };
+    assert.equal(reason.code, "ERR_REPLACED");
+    assert.equal((await run(a, "call", { device: "mover", timeout: 2000 })).text, "on c");
+    assert.equal((await run(b, "call", { device: "mover", timeout: 2000 })).text, "on c");
+    assert.equal((await run(a, "lookup", { device: "mover" })).node, "c");
+    assert.ok(!(await run<string[]>(b, "local")).includes("mover"));
+    await onC.close();
+    await until(async () => (await run(a, "lookup", { device: "mover" })) === null, 5000, "mover gone from the fleet");
+  });
+
+  test("Redis frozen, then back: local calls never fail, cross-node calls fail fast, then work again", async () => {
+    const [a, b] = nodes as [Node, Node, Node];
+    redis.pause();
+    try {
+      const local = await run(b, "call", { device: "b1", timeout: 2000 });
+      assert.equal(local.text, "b1");
+      const cross = await run(a, "call", { device: "b1", timeout: 5000 });
+      assert.equal(cross.error?.code, "ERR_CLUSTER_UNAVAILABLE");
+      assert.ok(cross.ms < 2500, `failed after ${cross.ms} ms, not at the timeout`);
+    } finally {
+      redis.resume();
+    }
+    await until(async () => (await run(a, "call", { device: "b1", timeout: 2000 })).text === "b1", 10_000, "cross-node call after Redis came back");
+  });
+
+  test("Redis stopped and restarted empty: local calls never fail, cross-node calls fail at once, and the directory heals", async () => {
+    const [a, b, c] = nodes as [Node, Node, Node];
+    await redis.stop();
+    const local = await run(b, "call", { device: "b2", timeout: 2000 });
+    assert.equal(local.text, "b2");
+    await until(async () => (await run(a, "call", { device: "b2", timeout: 2000 })).error?.code === "ERR_CLUSTER_UNAVAILABLE", 3000, "cross-node fails");
+    const cross = await run(a, "call", { device: "c1", timeout: 5000 });
+    assert.equal(cross.error?.code, "ERR_CLUSTER_UNAVAILABLE");
+    assert.ok(cross.ms < 200, `failed after ${cross.ms} ms`);
+    assert.equal((await run(c, "call", { device: "c1", timeout: 2000 })).text, "c1");
+
+    redis = await startRedis(redis.port); // empty: no persistence
+    cleanup.push(() => redis.stop());
+    const all = Object.values(devices).flat();
+    await until(async () => (await run<unknown[]>(a, "fleet").catch(() => [])).length === all.length, 10_000, "every device registered again");
+    for (const node of nodes) {
+      const { failures } = await run(node, "get", { devices: all.filter((id) => !id.startsWith("echo-")), total: 30, concurrency: 10 });
+      assert.deepEqual(failures, [], `GETs from ${node.name} after the restart`);
+    }
+  });
+
+  test("kill -9 a node: its devices come back through the others within ttl + backoff; no call waits past its timeout", async () => {
+    const [a, b, c] = nodes as [Node, Node, Node];
+    const lb = await loadBalancer([c.port]);
+    cleanup.push(() => lb.close());
+    // Devices with the default reconnect, behind the load balancer, all on node c for now.
+    for (const id of ["roam1", "roam2"]) await device(lb.url, id, id, true);
+    await until(async () => (await run(a, "lookup", { device: "roam2" }))?.node === "c", 5000, "roaming devices on c");
+    lb.targets = [c.port, a.port, b.port];
+
+    await c.child.kill(); // SIGKILL: no drain, its lease just stops
+    const killed = Date.now();
+    const timeout = 1000;
+    let reached = false;
+    let last: unknown;
+    while (!reached) {
+      assert.ok(Date.now() - killed < TTL + 10_000, `roaming devices not reachable within ttl + backoff: ${JSON.stringify(last)}`);
+      const results = await Promise.all(["roam1", "roam2"].map((id) => run(a, "call", { device: id, timeout })));
+      for (const r of results) assert.ok(r.ms < timeout + 500, `a call waited ${r.ms} ms, past its ${timeout} ms timeout`);
+      reached = results.every((r, i) => r.text === `roam${i + 1}`);
+      last = results;
+      if (!reached) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    // c's own devices (no reconnect) are gone from the fleet once its lease expired: not found, at once.
+    await until(async () => (await run(a, "call", { device: "c1", timeout: 5000 })).error?.code === "ERR_DEVICE_NOT_FOUND", TTL + 3000, "c1 not found");
+    const gone = await run(b, "call", { device: "c2", timeout: 5000 });
+    assert.equal(gone.error?.code, "ERR_DEVICE_NOT_FOUND");
+    assert.ok(gone.ms < 500);
   });
 });

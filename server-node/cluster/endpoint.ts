@@ -11,7 +11,7 @@ import type { Duplex } from "node:stream";
 import { DeviceNotFoundError } from "../../src/errors.js";
 import type { Dialer } from "../dialer.js";
 import type { ServerLogger } from "../server.js";
-import { bearerSecret, encodeHead, readHead, secretMatches, socketConn, toWire, UPGRADE_TOKEN, type RequestHead } from "./wire.js";
+import { bearerSecret, discard, encodeHead, readHead, secretMatches, socketConn, toWire, UPGRADE_TOKEN, type RequestHead } from "./wire.js";
 
 export interface NodeEndpointOptions {
   node: string;
@@ -71,9 +71,11 @@ export class NodeEndpoint {
     if (!dialer) {
       answer({ error: toWire(new DeviceNotFoundError(String(head.id), `device ${JSON.stringify(head.id)} (generation ${head.generation}) is not connected to node ${this.#options.node}`)) });
       response.end();
-      void rest.cancel().catch(() => {});
+      void discard(rest);
       return;
     }
+    // Without a body the rest is just the message's end: read it, or the connection cannot serve another request.
+    if (!head.body) void discard(rest);
     let res: Response;
     try {
       res = await dialer.fetch(head.url, {
@@ -87,6 +89,7 @@ export class NodeEndpoint {
       if (response.destroyed) return;
       answer({ error: toWire(error) });
       response.end();
+      if (head.body) void discard(rest);
       return;
     }
     answer({ status: res.status, statusText: res.statusText, headers: [...res.headers] });

@@ -16,7 +16,7 @@ import type { DialOptions } from "../dialer.js";
 import type { FetchInit } from "../http.js";
 import type { Placement } from "./directory.js";
 import type { FleetConn, Peers } from "./fleet.js";
-import { bearer, encodeHead, fromWire, readHead, socketConn, UPGRADE_TOKEN, type RequestHead, type ResponseHead, type WireError } from "./wire.js";
+import { bearer, discard, encodeHead, fromWire, readHead, socketConn, UPGRADE_TOKEN, type RequestHead, type ResponseHead, type WireError } from "./wire.js";
 
 export interface PeerClientOptions {
   secret: string;
@@ -96,7 +96,7 @@ export class PeerClient implements Peers {
         throw error;
       }
       if ("error" in answer.head) {
-        void answer.rest.cancel().catch(() => {});
+        void discard(answer.rest);
         throw fromWire(answer.head.error, placement.id);
       }
       const { status, statusText, headers } = answer.head;

@@ -366,7 +366,8 @@ export class RedisDirectory implements Directory {
         this.#options.prefix,
         resync ? "1" : "0",
       );
-    } catch {
+    } catch (error) {
+      this.#options.logger.warn(`wslis: cluster node ${this.node} could not renew its lease: ${(error as Error).message}`);
       return;
     }
     // Entries of connections that ended while Redis was away go now.

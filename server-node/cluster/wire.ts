@@ -112,6 +112,19 @@ function restOf(reader: ReadableStreamDefaultReader<Uint8Array>, leftover: Uint8
   );
 }
 
+/**
+ * Reads a stream to its end, dropping the bytes. Cancelling the rest of an HTTP message would close its
+ * connection; reading it keeps the connection reusable.
+ */
+export async function discard(stream: ReadableStream<Uint8Array>): Promise<void> {
+  const reader = stream.getReader();
+  try {
+    while (!(await reader.read()).done);
+  } catch {
+    // the connection broke: nothing to keep
+  }
+}
+
 /** The error a node answers with, as it travels. */
 export function toWire(error: unknown): WireError {
   if (error instanceof WslisError) return { code: error.code, message: error.message };
