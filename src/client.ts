@@ -47,9 +47,10 @@ export interface DialOptions {
   params?: Provider<Record<string, string> | URLSearchParams>;
   /**
    * HTTP headers of the upgrade request. Node only: browsers cannot set WebSocket headers, and the browser
-   * build throws a TypeError that points to `params` and `protocols`.
+   * build throws a TypeError that points to `params` and `protocols`. Anything `new Headers()` takes
+   * (spelled this way rather than `HeadersInit`, which Node's types do not declare globally).
    */
-  headers?: Provider<HeadersInit>;
+  headers?: Provider<ConstructorParameters<typeof Headers>[0]>;
   /** WebSocket subprotocols; the server must echo one. A place for a token in browsers. */
   protocols?: Provider<string | string[]>;
   /** How long the WebSocket handshake may take, in ms. Default 10 000. */
