@@ -58,20 +58,26 @@ export interface FleetEventMap {
   replace: CustomEvent<FleetEventDetail>;
 }
 
+// EventTarget's own parameter types, spelled so that they exist under Node's types as well as the DOM
+// library's (Node's types do not declare AddEventListenerOptions and friends globally).
+type AnyListener = Parameters<EventTarget["addEventListener"]>[1];
+type AddOptions = Parameters<EventTarget["addEventListener"]>[2];
+type RemoveOptions = Parameters<EventTarget["removeEventListener"]>[2];
+
 /** An EventTarget whose events are those of {@link FleetEventMap}. */
 export interface FleetEvents extends EventTarget {
   addEventListener<K extends keyof FleetEventMap>(
     type: K,
     listener: (event: FleetEventMap[K]) => void,
-    options?: boolean | AddEventListenerOptions,
+    options?: AddOptions,
   ): void;
-  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+  addEventListener(type: string, listener: AnyListener, options?: AddOptions): void;
   removeEventListener<K extends keyof FleetEventMap>(
     type: K,
     listener: (event: FleetEventMap[K]) => void,
-    options?: boolean | EventListenerOptions,
+    options?: RemoveOptions,
   ): void;
-  removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | EventListenerOptions): void;
+  removeEventListener(type: string, listener: AnyListener, options?: RemoveOptions): void;
 }
 
 /** What the Server tells its directory, and asks it. */
