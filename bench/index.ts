@@ -108,8 +108,8 @@ if (runs("streams")) {
     rrOps: positiveNumber("BENCH_RR_OPS", 2000),
     rrConcurrentOps: positiveNumber("BENCH_RR_CONCURRENT_OPS", 5000),
     bulkStreams: positiveNumber("BENCH_BULK_STREAMS", 64),
-    bulkBytes: positiveNumber("BENCH_BULK_MB", 4) * MiB,
-    singleBytes: positiveNumber("BENCH_SINGLE_MB", 64) * MiB,
+    bulkBytes: Math.round(positiveNumber("BENCH_BULK_MB", 4) * MiB),
+    singleBytes: Math.round(positiveNumber("BENCH_SINGLE_MB", 64) * MiB),
     holdStreams: positiveNumber("BENCH_HOLD_STREAMS", 10_000),
     log,
   });
@@ -125,7 +125,7 @@ if (runs("streams")) {
 if (runs("browser")) {
   const result = await benchBrowser({
     rounds: positiveNumber("BENCH_BROWSER_ROUNDS", 5),
-    bytes: positiveNumber("BENCH_BROWSER_MB", 100) * MiB,
+    bytes: Math.round(positiveNumber("BENCH_BROWSER_MB", 100) * MiB),
     roundTrips: positiveNumber("BENCH_BROWSER_RTTS", 1000),
     log,
   });
