@@ -31,6 +31,8 @@ export class Dialer {
   readonly protocol: string;
   /** When the connection was established (ms since the epoch). */
   readonly connectedAt = Date.now();
+  /** What `authorize` said about the credential (`data` of its `{ id, data }` answer); else undefined. */
+  readonly auth: unknown;
   /** The yamux session under this device. */
   readonly session: Session;
   /** Resolves with the reason once the device is gone (closed, lost, replaced, shut down). Never rejects. */
@@ -44,9 +46,10 @@ export class Dialer {
     request: IncomingMessage,
     id: string,
     protocol: string,
-    options: { dialTimeout: number; http?: DeviceHttpOptions },
+    options: { dialTimeout: number; http?: DeviceHttpOptions; auth?: unknown },
   ) {
     this.session = session;
+    this.auth = options.auth;
     this.id = id;
     this.protocol = protocol;
     this.#dialTimeout = options.dialTimeout;

@@ -7,6 +7,7 @@
  * upgrade is logged and closes that one connection; the server itself never throws from an event.
  */
 
+import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
@@ -26,8 +27,20 @@ import type { PeerClient } from "./cluster/peer.js";
 import type { DeviceHttpOptions, FetchInit } from "./http.js";
 import { Metrics, toPrometheus } from "./metrics.js";
 
-/** What `authorize` may answer: true to accept; false or a refusal to answer with an HTTP error. */
-export type Authorization = boolean | { status: 401 | 403 | number; reason?: string };
+/**
+ * What `authorize` may answer: `{ id, data? }` to accept a device whose id comes from its verified
+ * credential (`identify` is then not consulted; `data` becomes `dialer.auth`); `true` to accept and let
+ * `identify` name it; `false` or a refusal to answer with an HTTP error.
+ */
+export type Authorization = boolean | AuthorizedDevice | { status: 401 | 403 | number; reason?: string };
+
+/** A device accepted by `authorize`, named by its credential. */
+export interface AuthorizedDevice {
+  /** The device id, taken from the verified credential (never from what the client merely claims). */
+  id: string;
+  /** Anything the server wants to keep about the credential (claims, tenant...); available as `dialer.auth`. */
+  data?: unknown;
+}
 
 export interface ServerLogger {
   info?(message: string, ...details: unknown[]): void;
@@ -37,8 +50,12 @@ export interface ServerLogger {
 
 export interface ServerOptions {
   /**
-   * Decides, before the upgrade, whether a device may connect. A refusal answers plain HTTP 401/403
-   * (or the status given); the device's listener stops reconnecting on 401/403. Default: everyone.
+   * Decides, before the upgrade, whether a device may connect. Resolve to `{ id, data? }` to take the
+   * device id from the verified credential (the safe pattern: `identify` is then not consulted and
+   * `data` is `dialer.auth`), `true` to accept and let `identify` name the device, or `false` / a
+   * refusal to answer plain HTTP 401/403 (or the status given); the device's listener stops
+   * reconnecting on 401/403. Default: everyone, and any client can claim any device id (the server
+   * warns once at start).
    */
   authorize?: (request: IncomingMessage) => Authorization | Promise<Authorization>;
   /**
@@ -50,12 +67,24 @@ export interface ServerOptions {
    */
   refuseBrowsersWithCloseCode?: boolean;
   /**
-   * Browser origins allowed to connect: a list of exact origins (`"https://kiosk.example.com"`) or a
-   * predicate. Requests without an Origin header (non-browser devices) always pass. Default: same origin
-   * only (the Origin's host equals the Host header), as gorilla/websocket does.
+   * Browser origins allowed to connect: a list of origins (`"https://kiosk.example.com"`, compared by
+   * scheme, host and port) or a predicate. Requests without an Origin header (non-browser devices)
+   * always pass. Default: same origin only: the server's own `origin` when set, else the scheme of the
+   * connection with the request's Host header.
    */
   allowedOrigins?: string[] | ((origin: string, request: IncomingMessage) => boolean);
-  /** The device id of a connection. Default: the `deviceId` query param, else the `DeviceId` header, else a generated one. */
+  /**
+   * The server's own public origin(s) as browsers see them (`"https://kiosk.example.com"`). When set, the
+   * default same-origin check compares the Origin header with this instead of trusting the Host header,
+   * which a client can forge and a proxy may rewrite (nginx sends the upstream's host by default). Set
+   * it behind a proxy or TLS terminator. Default: none (the Host header and the connection's scheme).
+   */
+  origin?: string | string[];
+  /**
+   * The device id of a connection `authorize` accepted with `true` (or of every connection without
+   * `authorize`). Default: the `deviceId` query param, else the `DeviceId` header, else
+   * `anonymous-<random UUID>`. Not consulted when `authorize` resolves to `{ id }`.
+   */
   identify?: (request: IncomingMessage) => string | undefined;
   /**
    * Picks the subprotocol to echo from those the device offered (a token may travel there). Default: the
@@ -152,9 +181,13 @@ export class Server extends EventTarget {
   readonly #metrics = new Metrics();
   /** Every live session, including ones replaced but still draining. */
   readonly #dialers = new Set<Dialer>();
+  /** Each live session's WebSocket, to close a replaced one with 4000 before anything else reaches it. */
+  readonly #sockets = new Map<Dialer, WebSocket>();
   /** Upgrades past the checks and not yet connected, counted against maxDevices. */
   #upgrading = 0;
-  #anonymous = 0;
+  /** Normalized `origin` / `allowedOrigins` (scheme://host:port), or undefined when not given as a list. */
+  readonly #origins: Set<string> | undefined;
+  readonly #allowed: Set<string> | undefined;
   #http: HttpServer | undefined;
   #closing: Promise<void> | undefined;
 
@@ -180,6 +213,16 @@ export class Server extends EventTarget {
     this.#fleet = parts.fleet;
     this.#endpoint = parts.endpoint;
     this.#peers = parts.peers;
+    this.#origins = normalizeOrigins("origin", options.origin);
+    this.#allowed = Array.isArray(options.allowedOrigins)
+      ? normalizeOrigins("allowedOrigins", options.allowedOrigins)
+      : undefined;
+    if (!options.authorize) {
+      this.#logger.warn(
+        "wslis: no authorize option: any client can connect and claim any device id (and replace that device). " +
+          "Verify a per-device credential in authorize and resolve to { id } (see the README).",
+      );
+    }
     // Session options fail here, not on a device's connection.
     const window = sessionSettings({ ...options.session, role: "client" }).maxStreamWindow;
     this.#wss = new WebSocketServer({
@@ -273,9 +316,15 @@ export class Server extends EventTarget {
     }
     this.#upgrading++;
     try {
+      let device: AuthorizedDevice | undefined;
       if (options.authorize) {
         const verdict = await options.authorize(request);
-        if (verdict !== true) {
+        if (isAuthorizedDevice(verdict)) {
+          if (typeof verdict.id !== "string" || verdict.id === "") {
+            throw new TypeError("wslis: authorize resolved to { id } without a non-empty string id");
+          }
+          device = verdict;
+        } else if (verdict !== true) {
           const status = verdict === false ? 401 : verdict.status;
           const reason = verdict === false ? "unauthorized" : (verdict.reason ?? "unauthorized");
           this.#metrics.refused("unauthorized");
@@ -293,7 +342,7 @@ export class Server extends EventTarget {
         this.#wss.handleUpgrade(request, socket, head, (ws) => {
           resolve();
           try {
-            this.#connected(ws, request);
+            this.#connected(ws, request, device);
           } catch (error) {
             // A user callback (identify) threw: this device goes, the server stays.
             this.#logger.error("wslis: setting up a connected device failed; closing it", error);
@@ -308,12 +357,12 @@ export class Server extends EventTarget {
     }
   }
 
-  #connected(ws: WebSocket, request: IncomingMessage): void {
+  #connected(ws: WebSocket, request: IncomingMessage, device: AuthorizedDevice | undefined): void {
     if (this.#closing) {
       ws.close(1001, "server shutdown");
       return;
     }
-    const id = this.#identify(request);
+    const id = device ? device.id : this.#identify(request);
     const session = new Session(this.#metrics.count(webSocketTransport(ws, { ...nodeTransportOptions, peer: "device" })), {
       ...this.#options.session,
       role: "client",
@@ -322,7 +371,9 @@ export class Server extends EventTarget {
     const dialer = new Dialer(session, request, id, ws.protocol, {
       dialTimeout: this.#options.dialTimeout ?? 10_000,
       http: this.#options.http,
+      auth: device?.data,
     });
+    this.#sockets.set(dialer, ws);
     this.#dialers.add(dialer);
     this.#metrics.opened();
 
@@ -331,6 +382,9 @@ export class Server extends EventTarget {
     if (previous) {
       this.#emit("replace", { dialer, previous });
       const reason = new SessionClosedError("ERR_REPLACED", `device ${id} connected again; this session was replaced`);
+      // Close code 4000 first, with no GoAway before it: a GoAway means "draining, redial now", and the
+      // replaced device would redial at once and replace the new one in turn, forever.
+      this.#sockets.get(previous)?.close(CloseCode.Replaced, "replaced by a newer connection");
       previous.close(reason);
       this.#retire(previous, reason);
     }
@@ -349,6 +403,7 @@ export class Server extends EventTarget {
   /** Forgets a device that is gone and tells listeners, once. */
   #retire(dialer: Dialer, reason: Error): void {
     if (!this.#dialers.delete(dialer)) return;
+    this.#sockets.delete(dialer);
     this.devices.delete(dialer);
     this.#directory.disconnected(dialer, reason);
     this.#metrics.closed(reason);
@@ -450,12 +505,14 @@ export class Server extends EventTarget {
     if (origin === undefined) return true;
     const allowed = this.#options.allowedOrigins;
     if (typeof allowed === "function") return allowed(origin, request);
-    if (allowed) return allowed.includes(origin);
-    try {
-      return new URL(origin).host.toLowerCase() === (request.headers.host ?? "").toLowerCase();
-    } catch {
-      return false;
-    }
+    const actual = normalizeOrigin(origin);
+    if (actual === undefined) return false;
+    if (this.#allowed) return this.#allowed.has(actual);
+    // Same origin. The server's configured origin is the truth when known: the Host header is the
+    // client's word (and a proxy's rewrite), so an Origin that merely matches it proves nothing.
+    if (this.#origins) return this.#origins.has(actual);
+    const scheme = (request.socket as Partial<import("node:tls").TLSSocket>).encrypted ? "https" : "http";
+    return actual === normalizeOrigin(`${scheme}://${request.headers.host ?? ""}`);
   }
 
   #identify(request: IncomingMessage): string {
@@ -463,7 +520,8 @@ export class Server extends EventTarget {
       ? this.#options.identify(request)
       : (new URL(request.url ?? "/", "http://x").searchParams.get("deviceId") ??
         firstHeader(request.headers["deviceid"]));
-    return id || `anonymous-${++this.#anonymous}`;
+    // Unguessable, so nobody can claim an anonymous device's id and take its place.
+    return id || `anonymous-${randomUUID()}`;
   }
 
   #emit<K extends keyof ServerEventMap>(type: K, detail: ServerEventMap[K]["detail"]): void {
@@ -487,6 +545,32 @@ function refuse(socket: Duplex, status: number, reason: string): void {
     `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
+}
+
+function isAuthorizedDevice(verdict: Authorization): verdict is AuthorizedDevice {
+  return typeof verdict === "object" && verdict !== null && "id" in verdict;
+}
+
+/** `scheme://host:port` with the default port dropped and the host lowercased, or undefined if not an origin. */
+function normalizeOrigin(value: string): string | undefined {
+  try {
+    const url = new URL(value);
+    if (url.host === "" || url.origin === "null") return undefined;
+    return url.origin;
+  } catch {
+    return undefined;
+  }
+}
+
+function normalizeOrigins(name: string, value: string | string[] | undefined): Set<string> | undefined {
+  if (value === undefined) return undefined;
+  const set = new Set<string>();
+  for (const origin of Array.isArray(value) ? value : [value]) {
+    const normalized = typeof origin === "string" ? normalizeOrigin(origin) : undefined;
+    if (normalized === undefined) throw new TypeError(`wslis: ${name}: not an origin: ${String(origin)}`);
+    set.add(normalized);
+  }
+  return set;
 }
 
 function firstHeader(value: string | string[] | undefined): string | undefined {

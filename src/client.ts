@@ -197,6 +197,9 @@ export class Listener extends EventTarget implements AsyncIterable<Conn> {
 
   /** @internal Starts dialing the first connection, retrying per the reconnect policy. */
   start(): this {
+    // An already-aborted signal never fires "abort": refuse before any byte reaches the server.
+    const signal = this.#options.signal;
+    if (signal?.aborted) this.#shutdown(abortReason(signal));
     this.ready = this.#dial();
     this.ready.catch(() => {}); // also reported through `closed` and the `disconnect` events
     return this;

@@ -44,6 +44,23 @@ describe("dialAndListen", () => {
     await within(1000, assert.rejects(dialing, { name: "AbortError" }));
   });
 
+  test("an already-aborted signal rejects at once and the server never sees a device", async () => {
+    let handled = 0;
+    const upgrades: string[] = [];
+    const { server, url } = await startServer(() => void handled++, { authorize: (req) => (upgrades.push(req.url!), true) });
+    cleanup.push(() => server.close());
+    const reason = new Error("gave up before starting");
+    await within(1000, assert.rejects(dialAndListen(url, { signal: AbortSignal.abort(reason) }), (e) => e === reason));
+    const listener = listen(url, { signal: AbortSignal.abort() });
+    await assert.rejects(listener.ready, { name: "AbortError" });
+    assert.equal((await within(1000, listener.closed)).name, "AbortError");
+    // The server may be reached only by a dial that was started: give one a chance to land.
+    const probe = await dialAndListen(url, { reconnect: false });
+    await probe.close();
+    assert.deepEqual(upgrades, ["/"], "only the probe reached the server");
+    await until(() => handled === 1, 2000, "the probe's handler");
+  });
+
   test("listen(): the Listener exists before the first connection; its events show every attempt", async () => {
     const { server, url } = await startServer(() => {}, { authorize: () => ({ status: 503 }) });
     cleanup.push(() => server.close());

@@ -20,12 +20,14 @@ function example(name: string): string {
   return match[1]!;
 }
 
-test("the README's Node example runs and prints what the README says", async () => {
+/** Runs a README example with "wslis", "wslis/server" (and "jose") resolved; resolves with its stdout. */
+async function run(name: string): Promise<string> {
   const entry = (path: string) => pathToFileURL(join(root, path)).href;
-  const code = example("node")
+  const code = example(name)
     .replace(`from "wslis/server"`, `from "${entry("dist/node/server-node/index.js")}"`)
-    .replace(`from "wslis"`, `from "${entry("dist/node/server-node/device.js")}"`);
-  assert.doesNotMatch(code, /from "wslis/, "every wslis import was resolved");
+    .replace(`from "wslis"`, `from "${entry("dist/node/server-node/device.js")}"`)
+    .replace(`from "jose"`, `from "${import.meta.resolve("jose")}"`);
+  assert.doesNotMatch(code, /from "(wslis|jose)/, "every import was resolved");
   const dir = mkdtempSync(join(tmpdir(), "wslis-readme-"));
   try {
     const file = join(dir, "example.mjs");
@@ -35,8 +37,18 @@ test("the README's Node example runs and prints what the README says", async () 
         error ? reject(new Error(`${error.message}\n${err}`)) : resolve(out),
       );
     });
-    assert.equal(stdout.trim(), "123 answered: hola");
+    return stdout;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+test("the README's Node example runs and prints what the README says", async () => {
+  assert.equal((await run("node")).trim(), "123 answered: hola");
+});
+
+test("the README's auth example: the id comes from the signed token, a device without one is refused", async () => {
+  const lines = (await run("auth")).trim().split("\n");
+  // The server logs nothing: no warning, since authorize is given.
+  assert.deepEqual(lines, ["kiosk-7 connected from lobby", "registered: kiosk-7", "without a token: ERR_UNAUTHORIZED"]);
 });

@@ -114,6 +114,31 @@ describe("authorization before the upgrade", () => {
     assert.equal(predicate.server.metrics().refused.origin, 1);
   });
 
+  test("origins are compared by scheme, host and port", async () => {
+    const { server, port } = await startServer(() => {});
+    cleanup.push(() => server.close());
+    assert.equal((await rawUpgrade(port, { Origin: `https://127.0.0.1:${port}` })).status, 403, "other scheme");
+    assert.equal((await rawUpgrade(port, { Origin: `http://127.0.0.1:${port + 1}` })).status, 403, "other port");
+    assert.equal((await rawUpgrade(port, { Origin: `HTTP://127.0.0.1:${port}` })).status, 101, "case of the scheme");
+
+    const listed = await startServer(() => {}, { allowedOrigins: ["https://kiosk.example.com"] });
+    cleanup.push(() => listed.server.close());
+    assert.equal((await rawUpgrade(listed.port, { Origin: "https://kiosk.example.com:443" })).status, 101, "default port");
+    assert.equal((await rawUpgrade(listed.port, { Origin: "http://kiosk.example.com" })).status, 403, "other scheme");
+    assert.equal((await rawUpgrade(listed.port, { Origin: "https://kiosk.example.com:8443" })).status, 403, "other port");
+  });
+
+  test("origin option: the server's own origin, not the Host header, decides same-origin (forged Host, proxy rewrite)", async () => {
+    const { server, port } = await startServer(() => {}, { origin: "https://kiosk.example.com" });
+    cleanup.push(() => server.close());
+    // A page on evil.test forging Host to match its own Origin.
+    assert.equal((await rawUpgrade(port, { Host: "evil.test", Origin: "http://evil.test" })).status, 403);
+    // Behind a TLS proxy that rewrites Host to the upstream (nginx's default): the real origin passes.
+    assert.equal((await rawUpgrade(port, { Host: `127.0.0.1:${port}`, Origin: "https://kiosk.example.com" })).status, 101);
+    assert.equal((await rawUpgrade(port, { Origin: `http://127.0.0.1:${port}` })).status, 403);
+    assert.throws(() => new Server(() => {}, { origin: "kiosk.example.com" }), /origin: not an origin/);
+  });
+
   test("token via protocols: the server echoes the chosen subprotocol", async () => {
     let seen: string | undefined;
     const { server, url } = await startServer((d) => void (seen = d.protocol), {
@@ -145,34 +170,97 @@ describe("authorization before the upgrade", () => {
 });
 
 describe("registry", () => {
-  test("one session per id: the newest wins; the old one gets GoAway and ERR_REPLACED, events in order", async () => {
+  test("one session per id: the newest wins; the replaced device (default reconnect) stops with ERR_REPLACED, no fight", async () => {
     const events: string[] = [];
     const { server, url } = await startServer(() => {});
     cleanup.push(() => server.close());
-    for (const type of ["connect", "disconnect", "replace"]) {
+    for (const type of ["connect", "disconnect", "replace"] as const) {
       server.addEventListener(type, (e) => {
         const d = (e as CustomEvent).detail;
         events.push(`${type}:${d.dialer.id}${d.reason ? `:${d.reason.code}` : ""}`);
       });
     }
-    const first = await echoDevice(url, { params: { deviceId: "kiosk-1" } });
+    // Both devices as a user runs them: default options, default reconnect.
+    const device = async () => {
+      const listener = await dialAndListen(url, { params: { deviceId: "kiosk-1" } });
+      cleanup.push(() => listener.close());
+      void (async () => {
+        for await (const conn of listener) void conn.readable.pipeTo(conn.writable).catch(() => {});
+      })();
+      return listener;
+    };
+    const first = await device();
     await until(() => server.devices.size === 1, 2000, "first device");
     const oldDialer = server.devices.get("kiosk-1")!;
     // A read in flight on the old session (the echo never ends: no FIN sent); its outcome is kept at once.
     const pendingOnOld = oldDialer.dial().then((c) => readAll(c.readable)).then(() => undefined, (e: unknown) => e);
 
-    const second = await echoDevice(url, { params: { deviceId: "kiosk-1" } });
+    const second = await device();
     await until(() => server.devices.get("kiosk-1") !== oldDialer, 2000, "replacement");
+    const newDialer = server.devices.get("kiosk-1")!;
     assert.ok(hasCode("ERR_REPLACED")(await within(1000, pendingOnOld)));
     assert.equal((await within(1000, oldDialer.closed) as WslisError).code, "ERR_REPLACED");
-    assert.deepEqual(events, ["connect:kiosk-1", "replace:kiosk-1", "disconnect:kiosk-1:ERR_REPLACED", "connect:kiosk-1"]);
 
     // The replaced device learns why and does not fight back by redialing.
     const reason = await within(2000, first.closed);
     assert.equal((reason as WslisError).code, "ERR_REPLACED");
-    assert.equal(server.devices.size, 1);
-    assert.equal(await roundTrip(server.devices.get("kiosk-1")!, "still served"), "still served");
+    // Longer than the default backoff's first delay (at most 500 ms): a redial would have happened by now.
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.deepEqual(events, ["connect:kiosk-1", "replace:kiosk-1", "disconnect:kiosk-1:ERR_REPLACED", "connect:kiosk-1"]);
+    assert.equal(server.devices.get("kiosk-1"), newDialer);
+    assert.equal(await roundTrip(newDialer, "still served"), "still served");
     assert.ok(second.session);
+  });
+
+  test("anonymous devices get unguessable ids", async () => {
+    const { server, url } = await startServer(() => {});
+    cleanup.push(() => server.close());
+    await echoDevice(url);
+    await echoDevice(url);
+    await until(() => server.devices.size === 2, 2000, "two anonymous devices");
+    const ids = [...server.devices.keys()];
+    for (const id of ids) assert.match(id, /^anonymous-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    assert.notEqual(ids[0], ids[1]);
+  });
+});
+
+describe("identity from the credential", () => {
+  test("authorize resolving to { id, data }: the id comes from the credential, identify is not consulted, data is dialer.auth", async () => {
+    const credentials: Record<string, { device: string; site: string }> = { "tok-mallory": { device: "mallory", site: "lab" } };
+    let identified = 0;
+    const seen: { id: string; auth: unknown }[] = [];
+    const { server, url } = await startServer((d) => void seen.push({ id: d.id, auth: d.auth }), {
+      authorize: (req) => {
+        const credential = credentials[String(req.headers.authorization)];
+        return credential ? { id: credential.device, data: { site: credential.site } } : false;
+      },
+      identify: () => (identified++, "from-identify"),
+    });
+    cleanup.push(() => server.close());
+    // Valid credentials for "mallory", claiming to be "victim" both ways the default identify reads.
+    await echoDevice(url, { headers: { Authorization: "tok-mallory", DeviceId: "victim" }, params: { deviceId: "victim" } });
+    await until(() => seen.length === 1, 2000, "handler");
+    assert.deepEqual(seen, [{ id: "mallory", auth: { site: "lab" } }]);
+    assert.deepEqual([...server.devices.keys()], ["mallory"]);
+    assert.equal(identified, 0);
+  });
+
+  test("authorize resolving to { id } without a usable id answers 500 and the server lives on", async () => {
+    const { server, port } = await startServer(() => {}, { authorize: () => ({ id: "" }) });
+    cleanup.push(() => server.close());
+    assert.equal((await rawUpgrade(port)).status, 500);
+    assert.equal(server.devices.size, 0);
+  });
+
+  test("a server without authorize warns once at start that any client can claim any id; with it, no warning", async () => {
+    const warnings: string[] = [];
+    const logger = { warn: (m: string) => void warnings.push(m), error() {} };
+    const open = new Server(() => {}, { logger });
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!, /any client can connect and claim any device id/);
+    await open.close();
+    new Server(() => {}, { logger, authorize: () => true });
+    assert.equal(warnings.length, 1);
   });
 });
 
