@@ -311,6 +311,105 @@ describe("dialer.fetch when things go wrong", () => {
     }
   });
 
+  test("hostile answers: a head over maxHeadSize, an invalid status line, 1xx then a final answer", async () => {
+    let answer = "";
+    const r = await rig({
+      raw: (conn) => {
+        void (async () => {
+          const reader = conn.readable.getReader();
+          await reader.read();
+          const writer = conn.writable.getWriter();
+          await writer.write(new TextEncoder().encode(answer));
+        })().catch(() => {});
+      },
+    });
+    try {
+      answer = `HTTP/1.1 200 OK\r\nx-big: ${"a".repeat(70_000)}\r\n\r\n`;
+      await assert.rejects(within(r.dialer.fetch("http://d/"), 3000, "huge head"), (e: unknown) => hasCode("ERR_HTTP")(e) && /larger than 65536/.test(String(e)));
+      answer = `HTTP/1.1 200 OK\r\nx-big: ${"a".repeat(2_000)}\r\n\r\n`;
+      await assert.rejects(new DeviceHttp(r.dialer, { maxHeadSize: 1024 }).fetch("http://d/"), hasCode("ERR_HTTP"));
+      for (const line of ["HTTP/1.1 99 Low", "HTTP/2 200 OK", "HTTP/1.1 200 OK\u0001", "HTTP/1.1 2000 OK"]) {
+        answer = `${line}\r\ncontent-length: 0\r\n\r\n`;
+        await assert.rejects(r.dialer.fetch("http://d/"), hasCode("ERR_HTTP"), line);
+      }
+      answer = "HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 201 Created\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok";
+      const res = await r.dialer.fetch("http://d/");
+      assert.equal(res.status, 201);
+      assert.equal(await res.text(), "ok");
+      answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n";
+      await assert.rejects(r.dialer.fetch("http://d/"), hasCode("ERR_HTTP"));
+    } finally {
+      await r.close();
+    }
+  });
+
+  test("an endless body: the caller cancels it and the device sees the stream reset", async () => {
+    let deviceSaw: Promise<unknown> | undefined;
+    const r = await rig({
+      raw: (conn) => {
+        deviceSaw = conn.closed.then(() => "closed", (e: unknown) => e);
+        void (async () => {
+          const reader = conn.readable.getReader();
+          await reader.read();
+          const writer = conn.writable.getWriter();
+          await writer.write(new TextEncoder().encode("HTTP/1.1 200 OK\r\n\r\n"));
+          for (;;) await writer.write(new Uint8Array(16_384));
+        })().catch(() => {});
+      },
+    });
+    try {
+      const res = await r.dialer.fetch("http://d/");
+      const reader = res.body!.getReader();
+      let n = 0;
+      while (n < 1_000_000) n += (await reader.read()).value!.length;
+      await reader.cancel();
+      const seen = await within(deviceSaw!, 2000, "the device sees the reset");
+      assert.ok(hasCode("ERR_STREAM_RESET")(seen), String(seen));
+    } finally {
+      await r.close();
+    }
+  });
+
+  test("a reused connection the device closed meanwhile: the request goes again on a new stream", async () => {
+    const r = await rig({
+      raw: (conn) => {
+        void (async () => {
+          const reader = conn.readable.getReader();
+          await reader.read();
+          const writer = conn.writable.getWriter();
+          // Answers keep-alive, then closes the connection anyway (as an idle timeout would).
+          await writer.write(new TextEncoder().encode("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"));
+          await new Promise((res) => setTimeout(res, 20));
+          await writer.close();
+        })().catch(() => {});
+      },
+    });
+    try {
+      assert.equal(await (await r.dialer.fetch("http://d/")).text(), "ok");
+      await new Promise((res) => setTimeout(res, 50));
+      assert.equal(await (await r.dialer.fetch("http://d/", { method: "POST", body: "again" })).text(), "ok");
+      assert.equal(r.accepted(), 2);
+    } finally {
+      await r.close();
+    }
+  });
+
+  test("connections: at most that many streams, the other requests wait their turn", async () => {
+    const r = await rig(async () => {
+      await new Promise((res) => setTimeout(res, 10));
+      return new Response("x");
+    });
+    try {
+      const client = new DeviceHttp(r.dialer, { connections: 2 });
+      const texts = await Promise.all(Array.from({ length: 10 }, () => client.fetch("http://d/").then((res) => res.text())));
+      assert.deepEqual(texts, Array(10).fill("x"));
+      assert.equal(r.accepted(), 2);
+      assert.throws(() => new DeviceHttp(r.dialer, { maxHeadSize: 10 }), RangeError);
+    } finally {
+      await r.close();
+    }
+  });
+
   test("the device resets the stream mid-response → the body errors", async () => {
     const r = await rig({
       raw: (conn) => {

@@ -1,7 +1,8 @@
 /**
- * A request body, read off the connection by its framing (RFC 9112 §6 and §7.1): a Content-Length run
- * of bytes, or chunks (`size[;ext] CRLF data CRLF`, ended by `0 CRLF`, trailers and an empty line).
- * It reads nothing past its own end, so the next pipelined request stays in the reader.
+ * A message body, read off the connection by its framing (RFC 9112 §6 and §7.1): a Content-Length run
+ * of bytes, chunks (`size[;ext] CRLF data CRLF`, ended by `0 CRLF`, trailers and an empty line), or (a
+ * response only) everything until the connection ends. It reads nothing past its own end, so the next
+ * pipelined message stays in the reader. The device reads requests with it, the Node client responses.
  */
 
 import { HttpError } from "../errors.js";
@@ -13,7 +14,12 @@ export interface BodyLimits {
   maxBodySize: number;
   /** Largest chunk-size line, and largest trailer section, in bytes. */
   maxLineSize: number;
+  /** Which message this is, for error messages. Default "request". */
+  message?: "request" | "response";
 }
+
+/** What #nextBytes returns when a close-delimited body ends. */
+const EMPTY_END = new Uint8Array(0);
 
 /** Hex digits of a chunk size: 13 keep it below 2^52, far beyond any body we accept. */
 const CHUNK_SIZE = /^([0-9A-Fa-f]{1,13})[ \t]*(;.*)?$/;
@@ -21,6 +27,9 @@ const CHUNK_SIZE = /^([0-9A-Fa-f]{1,13})[ \t]*(;.*)?$/;
 export class BodySource {
   readonly #reader: ByteReader;
   readonly #chunked: boolean;
+  /** The body runs until the stream ends. */
+  readonly #untilEnd: boolean;
+  readonly #what: string;
   readonly #limits: BodyLimits;
   /** Bytes left in the body (length framing) or in the current chunk (chunked). */
   #remaining: number;
@@ -37,9 +46,11 @@ export class BodySource {
   constructor(reader: ByteReader, framing: BodyFraming, limits: BodyLimits, beforeFirstRead?: () => Promise<void>) {
     this.#reader = reader;
     this.#chunked = framing.kind === "chunked";
+    this.#untilEnd = framing.kind === "close";
+    this.#what = limits.message ?? "request";
     this.#limits = limits;
-    this.#remaining = framing.kind === "length" ? framing.length : 0;
-    this.#phase = framing.kind === "chunked" ? "size" : framing.length > 0 ? "data" : "done";
+    this.#remaining = framing.kind === "length" ? framing.length : framing.kind === "close" ? Infinity : 0;
+    this.#phase = framing.kind === "chunked" ? "size" : this.#remaining > 0 ? "data" : "done";
     this.#beforeFirstRead = beforeFirstRead;
   }
 
@@ -58,9 +69,9 @@ export class BodySource {
     return this.#error;
   }
 
-  /** Bytes of a Content-Length body not read yet; undefined for chunked bodies. */
+  /** Bytes of a Content-Length body not read yet; undefined for chunked and close-delimited bodies. */
   get remainingLength(): number | undefined {
-    return this.#chunked ? undefined : this.#remaining;
+    return this.#chunked || this.#untilEnd ? undefined : this.#remaining;
   }
 
   /** The next run of body bytes, or null at the end of the body. */
@@ -110,7 +121,9 @@ export class BodySource {
       const hook = this.#beforeFirstRead;
       this.#beforeFirstRead = undefined;
       if (hook) await hook();
-      return this.#chunked ? await this.#nextChunked() : await this.#nextBytes();
+      if (this.#chunked) return await this.#nextChunked();
+      const bytes = await this.#nextBytes();
+      return bytes === EMPTY_END ? null : bytes;
     } catch (error) {
       this.#error = error instanceof Error ? error : new HttpError(String(error));
       throw this.#error;
@@ -120,7 +133,13 @@ export class BodySource {
   /** Up to #remaining bytes of the current run (the whole body, or the current chunk). */
   async #nextBytes(): Promise<Uint8Array> {
     const bytes = await this.#reader.read(this.#remaining);
-    if (bytes === null) throw new BadRequestError(400, "the request body ended early");
+    if (bytes === null) {
+      if (this.#untilEnd) {
+        this.#phase = "done";
+        return EMPTY_END;
+      }
+      throw new BadRequestError(400, `the ${this.#what} body ended early`);
+    }
     this.#remaining -= bytes.length;
     if (this.#remaining === 0) this.#phase = this.#chunked ? "data-end" : "done";
     return bytes;
@@ -138,7 +157,7 @@ export class BodySource {
           }
           this.#received += size;
           if (this.#received > this.#limits.maxBodySize) {
-            throw new BadRequestError(413, `the request body is larger than ${this.#limits.maxBodySize} bytes`);
+            throw new BadRequestError(413, `the ${this.#what} body is larger than ${this.#limits.maxBodySize} bytes`);
           }
           this.#remaining = size;
           this.#phase = "data";
@@ -175,7 +194,7 @@ export class BodySource {
       const line = await this.#line(budget);
       if (line.length === 0) return;
       budget -= line.length + 2;
-      if (budget < 0) throw new BadRequestError(431, "the request trailers are too large");
+      if (budget < 0) throw new BadRequestError(431, `the ${this.#what} trailers are too large`);
     }
   }
 
@@ -183,9 +202,9 @@ export class BodySource {
     const line = await this.#reader.readLine(
       limit,
       () => new BadRequestError(400, "a chunk line is too long"),
-      () => new BadRequestError(400, "the request body ended early"),
+      () => new BadRequestError(400, `the ${this.#what} body ended early`),
     );
-    if (line === null) throw new BadRequestError(400, "the request body ended early");
+    if (line === null) throw new BadRequestError(400, `the ${this.#what} body ended early`);
     return line;
   }
 }

@@ -33,8 +33,11 @@ export interface RequestHead {
   fields: [name: string, value: string][];
 }
 
-/** How the request body is delimited (RFC 9112 §6.3). */
-export type BodyFraming = { kind: "length"; length: number } | { kind: "chunked" };
+/**
+ * How a message body is delimited (RFC 9112 §6.3). "close" (the body runs until the connection ends) is
+ * only ever a response's framing: a request must say its length.
+ */
+export type BodyFraming = { kind: "length"; length: number } | { kind: "chunked" } | { kind: "close" };
 
 /** What a request asks of the connection besides its body. */
 export interface RequestInfo {
@@ -169,6 +172,61 @@ function requestUrl(head: RequestHead): string {
     throw new BadRequestError(400, "malformed request target");
   }
   return url.href;
+}
+
+/** The status line and header fields of one response, as the client direction reads them. */
+export interface ResponseHead {
+  /** 0 for HTTP/1.0, 1 for HTTP/1.1 (and any later 1.x). */
+  minor: 0 | 1;
+  status: number;
+  reason: string;
+  /** Field lines in order, names lower-cased. */
+  fields: [name: string, value: string][];
+}
+
+/** reason-phrase = *( HTAB / SP / VCHAR / obs-text ) (RFC 9112 §4). */
+const REASON = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/** Parses `HTTP-version SP status-code SP [reason-phrase]`. Throws an {@link HttpError} (`ERR_HTTP`). */
+export function parseStatusLine(line: string): Omit<ResponseHead, "fields"> {
+  const match = /^HTTP\/1\.(\d) ([1-5]\d\d)(?: (.*))?$/.exec(line);
+  if (!match) throw new HttpError(`invalid status line ${JSON.stringify(line.slice(0, 64))}`);
+  const reason = match[3] ?? "";
+  if (!REASON.test(reason)) throw new HttpError("invalid reason phrase");
+  return { minor: match[1] === "0" ? 0 : 1, status: Number(match[2]), reason };
+}
+
+/**
+ * How a response body is delimited (RFC 9112 §6.3): none for HEAD, 1xx, 204, 205 and 304; chunked when
+ * it is the final transfer coding; else until the connection ends when Transfer-Encoding is present or no
+ * length is given; else Content-Length. Both Transfer-Encoding and Content-Length, or conflicting
+ * lengths, are refused (as undici's parser does): a client must not guess at framing either.
+ */
+export function responseFraming(head: ResponseHead, method: string): BodyFraming {
+  const status = head.status;
+  if (method === "HEAD" || status < 200 || status === 204 || status === 205 || status === 304) return { kind: "length", length: 0 };
+  const codings = listValues(head.fields, "transfer-encoding");
+  const hasTransferEncoding = head.fields.some(([n]) => n === "transfer-encoding");
+  const lengths = head.fields.filter(([n]) => n === "content-length");
+  if (hasTransferEncoding) {
+    if (lengths.length > 0) throw new HttpError("both Transfer-Encoding and Content-Length in the response");
+    return codings.at(-1) === "chunked" && head.minor === 1 ? { kind: "chunked" } : { kind: "close" };
+  }
+  let length: number | undefined;
+  for (const [, value] of lengths) {
+    for (const item of value.split(",")) {
+      const n = parseLength(item.trim());
+      if (n === undefined || (length !== undefined && n !== length)) throw new HttpError("invalid Content-Length in the response");
+      length = n;
+    }
+  }
+  return length === undefined ? { kind: "close" } : { kind: "length", length };
+}
+
+/** Whether the connection may carry another request after this response (RFC 9112 §9.3). */
+export function responseKeepsAlive(head: ResponseHead): boolean {
+  const connection = listValues(head.fields, "connection");
+  return head.minor === 1 ? !connection.includes("close") : connection.includes("keep-alive") && !connection.includes("close");
 }
 
 /** Status codes that never carry a body (RFC 9110 §6.4.1). */
