@@ -11,12 +11,21 @@
  *   GET  /api/devices/:id/status         → the kiosk's status + { server: { rtt, remoteAddress, connectedAt } }
  *   POST /api/devices/:id/ping           → { rtt } (ms, a yamux ping from the server)
  *   POST /api/devices/:id/disconnect     → { disconnected: id } (the kiosk redials on its own)
- *   GET  /api/events                     → Server-Sent Events: `devices` with the whole list on every change
+ *   GET  /api/events                     → Server-Sent Events: `devices` with the whole list on every change,
+ *                                          `heartbeat` every 15 s so a console notices a silent server
+ *
+ * Writes (PUT, POST) from a browser page of another origin are refused with 403: a page the operator
+ * happens to visit must not drive the kiosks (a cross-site `text/plain` form or no-cors fetch needs no
+ * preflight). Requests without `Origin` and `Sec-Fetch-Site` (curl, scripts) are not browsers and pass.
+ *
+ * What a kiosk answers is checked before it is stored or relayed: bodies are capped (a device's endless
+ * answer fails with 502 at the cap instead of filling memory), a status must be a valid KioskStatus and a
+ * screenshot a PNG; the API never relays a device's own content type.
  */
 
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Dialer, Server } from "../server-node/index.js";
-import { DisplayError, parseDisplay, type DeviceInfo, type Display, type KioskStatus } from "./shared.js";
+import { DisplayError, parseDisplay, parseStatus, StatusError, type DeviceInfo, type Display, type KioskStatus } from "./shared.js";
 
 export interface ApiOptions {
   /** How long a kiosk may take to answer, in ms. Default 10 000. */
@@ -45,8 +54,21 @@ interface Device {
 
 /** Largest request body the API reads, in bytes (an HTML display is at most 256 K characters). */
 const MAX_BODY = 1024 * 1024;
-/** Comment line sent on idle event streams so proxies keep them open, in ms. */
-const SSE_HEARTBEAT = 15_000;
+/**
+ * Largest JSON answer read from a kiosk (display, status), in bytes: an HTML display of 256 K characters
+ * is at most 1.5 MiB as JSON (six bytes per escaped character).
+ */
+export const MAX_JSON_ANSWER = 2 * 1024 * 1024;
+/** Largest screenshot read from a kiosk, in bytes: a busy 1920×1080 screen at scale 2 is about 10 MiB. */
+export const MAX_SCREENSHOT_ANSWER = 32 * 1024 * 1024;
+/** Interval of the `heartbeat` event on event streams, in ms; proxies keep the stream open, consoles see the server is alive. */
+export const SSE_HEARTBEAT = 15_000;
+/**
+ * The URL every request to a kiosk is sent to, whatever its id: the host means nothing over reverse HTTP,
+ * and a device id (which may hold spaces, ':', '/', '@') is no host name.
+ */
+const DEVICE_ORIGIN = "http://device";
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 export class DemoApi {
   readonly #devices = new Map<string, Device>();
@@ -102,6 +124,7 @@ export class DemoApi {
 
   async #route(request: IncomingMessage, response: ServerResponse, url: URL, signal: AbortSignal): Promise<void> {
     const method = request.method ?? "GET";
+    if (method !== "GET" && method !== "HEAD") refuseCrossOrigin(request);
     const parts = url.pathname.split("/").slice(2).map(decodeSegment);
     if (parts.length === 1 && parts[0] === "events") {
       allow(method, ["GET"]);
@@ -129,20 +152,24 @@ export class DemoApi {
           init.body = JSON.stringify(display);
           init.headers = { "Content-Type": "application/json" };
         }
-        const answer = await this.#ask(device, "/display", init, signal);
-        if (answer.ok) this.#update(id, { display: parseDisplay(JSON.parse(answer.body.toString("utf8"))) });
-        return relay(response, answer);
+        const answer = await this.#ask(device, "/display", init, signal, MAX_JSON_ANSWER);
+        if (!answer.ok) return relayError(response, answer);
+        const display = deviceJson(device, "/display", answer, (value) => parseDisplay(value));
+        this.#update(id, { display }, device.dialer);
+        return sendJson(response, 200, display);
       }
       case "screenshot": {
         allow(method, ["GET"]);
-        return relay(response, await this.#ask(device, `/screenshot${url.search}`, {}, signal));
+        const answer = await this.#ask(device, `/screenshot${url.search}`, {}, signal, MAX_SCREENSHOT_ANSWER);
+        if (!answer.ok) return relayError(response, answer);
+        if (!answer.body.subarray(0, PNG_SIGNATURE.length).equals(PNG_SIGNATURE)) {
+          throw new ApiError(502, "bad_device_answer", `device ${id} answered /screenshot with something that is not a PNG`);
+        }
+        return relay(response, 200, "image/png", answer.body);
       }
       case "status": {
         allow(method, ["GET"]);
-        const [answer, rtt] = await Promise.all([this.#ask(device, "/status", {}, signal), this.#ping(device)]);
-        if (!answer.ok) return relay(response, answer);
-        const status = JSON.parse(answer.body.toString("utf8")) as KioskStatus;
-        this.#update(id, { display: status.display, viewport: status.viewport });
+        const [status, rtt] = await Promise.all([this.#status(device, signal), this.#ping(device)]);
         const server = { rtt, remoteAddress: device.info.remoteAddress, connectedAt: device.info.connectedAt };
         return sendJson(response, 200, { ...status, server });
       }
@@ -170,17 +197,30 @@ export class DemoApi {
   }
 
   /**
-   * Sends one request to the kiosk and reads its whole answer, bounded by the device timeout; settles
-   * at once when the device disconnects, whatever the transport does with the in-flight request.
+   * Asks the kiosk for its status, checks it and updates the listed details; a status that is not a
+   * {@link KioskStatus} is a 502 and changes nothing.
    */
-  async #ask(device: Device, path: string, init: RequestInit, clientGone: AbortSignal): Promise<Answer> {
+  async #status(device: Device, signal: AbortSignal): Promise<KioskStatus> {
+    const answer = await this.#ask(device, "/status", {}, signal, MAX_JSON_ANSWER);
+    if (!answer.ok) throw answerError(answer);
+    const status = deviceJson(device, "/status", answer, parseStatus);
+    this.#update(device.info.id, { display: status.display, viewport: status.viewport }, device.dialer);
+    return status;
+  }
+
+  /**
+   * Sends one request to the kiosk and reads its whole answer, at most `limit` bytes, bounded by the
+   * device timeout; settles at once when the device disconnects, whatever the transport does with the
+   * in-flight request.
+   */
+  async #ask(device: Device, path: string, init: RequestInit, clientGone: AbortSignal, limit: number): Promise<Answer> {
     const { dialer } = device;
     const controller = new AbortController();
     const signal = AbortSignal.any([controller.signal, clientGone]);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const exchange = (async (): Promise<Answer> => {
-      const response = await dialer.fetch(`http://${encodeURIComponent(dialer.id)}.device${path}`, { ...init, signal });
-      const body = Buffer.from(await response.arrayBuffer());
+      const response = await dialer.fetch(`${DEVICE_ORIGIN}${path}`, { ...init, signal });
+      const body = await readCapped(response, limit, () => `device ${dialer.id} answered ${path} with more than ${limit} bytes`);
       return { ok: response.ok, status: response.status, contentType: response.headers.get("content-type"), body };
     })();
     const timeout = new Promise<never>((_, reject) => {
@@ -237,13 +277,9 @@ export class DemoApi {
     this.#log(`device ${dialer.id} connected from ${info.remoteAddress ?? "?"}`);
     this.#broadcast();
     // Learn what it shows; the list is already out, this only fills in details.
-    void this.#ask(device, "/status", {}, new AbortController().signal)
-      .then((answer) => {
-        if (!answer.ok) return;
-        const status = JSON.parse(answer.body.toString("utf8")) as KioskStatus;
-        this.#update(dialer.id, { display: status.display, viewport: status.viewport }, dialer);
-      })
-      .catch(() => {});
+    this.#status(device, new AbortController().signal).catch((error: unknown) => {
+      if (error instanceof ApiError && error.code === "bad_device_answer") this.#log(error.message);
+    });
     void this.#ping(device);
   }
 
@@ -287,7 +323,7 @@ export class DemoApi {
   }
 
   #heartbeat(): void {
-    for (const stream of this.#streams) stream.write(": keep-alive\n\n");
+    for (const stream of this.#streams) stream.write("event: heartbeat\ndata: {}\n\n");
   }
 }
 
@@ -303,19 +339,110 @@ function devicesEvent(devices: DeviceInfo[]): string {
   return `event: devices\ndata: ${JSON.stringify({ devices })}\n\n`;
 }
 
-function relay(response: ServerResponse, answer: Answer): void {
-  response.writeHead(answer.status, {
-    "Content-Type": answer.contentType ?? "application/octet-stream",
-    "Content-Length": answer.body.length,
-    "Cache-Control": "no-store",
-  });
-  response.end(answer.body);
+/**
+ * Headers on every API answer: never sniffed, never cached, and, should a browser render one as a
+ * document anyway, sandboxed without scripts.
+ */
+const API_HEADERS = {
+  "Cache-Control": "no-store",
+  "X-Content-Type-Options": "nosniff",
+  "Content-Security-Policy": "default-src 'none'; sandbox",
+};
+
+function relay(response: ServerResponse, status: number, contentType: string, body: Buffer): void {
+  response.writeHead(status, { ...API_HEADERS, "Content-Type": contentType, "Content-Length": body.length });
+  response.end(body);
+}
+
+/** Relays a kiosk's own JSON error (its status and `{ error, message }`), re-serialized; anything else is a 502. */
+function relayError(response: ServerResponse, answer: Answer): void {
+  const { status, code, message } = answerError(answer);
+  sendJson(response, status, { error: code, message });
+}
+
+/** A kiosk's non-2xx answer as an ApiError: its 4xx passes through, anything else becomes 502. */
+function answerError(answer: Answer): ApiError {
+  let problem: { error?: unknown; message?: unknown } = {};
+  try {
+    problem = JSON.parse(answer.body.toString("utf8")) as typeof problem;
+  } catch {
+    // not JSON: described below
+  }
+  const code = typeof problem?.error === "string" ? problem.error.slice(0, 64) : "device_error";
+  const message = typeof problem?.message === "string" ? problem.message.slice(0, 1000) : `the device answered ${answer.status}`;
+  const status = answer.status >= 400 && answer.status < 500 ? answer.status : 502;
+  return new ApiError(status, code, message);
+}
+
+/** Parses a kiosk's JSON answer with `check`; anything unexpected is a 502 that names the device. */
+function deviceJson<T>(device: Device, path: string, answer: Answer, check: (value: unknown) => T): T {
+  try {
+    return check(JSON.parse(answer.body.toString("utf8")));
+  } catch (error) {
+    const why = error instanceof DisplayError || error instanceof StatusError ? error.message : "not valid JSON";
+    throw new ApiError(502, "bad_device_answer", `device ${device.info.id} answered ${path} with an invalid body: ${why}`);
+  }
+}
+
+/**
+ * Reads a kiosk's answer body, at most `limit` bytes: a declared larger Content-Length fails at once, a
+ * longer stream as soon as it passes the limit (the stream is cancelled, so the device's stream is reset).
+ */
+async function readCapped(response: Response, limit: number, tooLarge: () => string): Promise<Buffer> {
+  const declared = Number(response.headers.get("content-length") ?? "0");
+  if (declared > limit) {
+    await response.body?.cancel().catch(() => {});
+    throw new ApiError(502, "device_answer_too_large", tooLarge());
+  }
+  if (!response.body) return Buffer.alloc(0);
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > limit) throw new ApiError(502, "device_answer_too_large", tooLarge());
+      chunks.push(value);
+    }
+  } catch (error) {
+    reader.cancel().catch(() => {});
+    throw error;
+  }
+  return Buffer.concat(chunks, size);
+}
+
+/**
+ * Refuses a write sent by a browser page of another origin: its `Origin` must name this server's own host
+ * (the `Host` header), and `Sec-Fetch-Site`, when sent, must say same-origin or a user's own action.
+ */
+function refuseCrossOrigin(request: IncomingMessage): void {
+  const origin = request.headers.origin;
+  const site = request.headers["sec-fetch-site"];
+  let sameOrigin = true;
+  if (origin !== undefined) {
+    try {
+      sameOrigin = origin !== "null" && new URL(origin).host === request.headers.host;
+    } catch {
+      sameOrigin = false;
+    }
+  }
+  if (site !== undefined && site !== "same-origin" && site !== "none") sameOrigin = false;
+  if (!sameOrigin) {
+    throw new ApiError(
+      403,
+      "cross_origin",
+      `the API refuses writes from pages of other origins (Origin: ${origin ?? "none"}, Sec-Fetch-Site: ${site ?? "none"}); ` +
+        "use the console served by this server, or a client that is not a browser page",
+    );
+  }
 }
 
 /** Sends a JSON body with `status`. */
 export function sendJson(response: ServerResponse, status: number, value: unknown): void {
   const body = JSON.stringify(value, null, 2) + "\n";
-  response.writeHead(status, { "Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store" });
+  response.writeHead(status, { ...API_HEADERS, "Content-Type": "application/json; charset=utf-8" });
   response.end(body);
 }
 

@@ -43,6 +43,13 @@ export interface Demo {
   close(): Promise<void>;
 }
 
+/**
+ * The pages' Content-Security-Policy: only the built scripts run (no inline script, no plugin), and only
+ * this origin may frame them (a kiosk may show /admin; other sites may not frame the console to trick
+ * clicks). An HTML display's srcdoc frame inherits it, on top of its own sandbox.
+ */
+const PAGE_CSP = "script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'self'";
+
 const CONTENT_TYPES: Record<string, string> = {
   ".html": "text/html; charset=utf-8",
   ".js": "text/javascript; charset=utf-8",
@@ -132,6 +139,8 @@ async function serve(request: IncomingMessage, response: ServerResponse, api: De
   response.writeHead(200, {
     "Content-Type": CONTENT_TYPES[extname(absolute)] ?? "application/octet-stream",
     "Content-Length": info.size,
+    "X-Content-Type-Options": "nosniff",
+    ...(extname(absolute) === ".html" ? { "Content-Security-Policy": PAGE_CSP } : {}),
     // Vite puts a content hash in asset names; pages must be fetched fresh to pick up new hashes.
     "Cache-Control": path.startsWith("/assets/") ? "public, max-age=31536000, immutable" : "no-cache",
   });

@@ -82,6 +82,63 @@ export interface KioskStatus {
   startedAt: string;
 }
 
+/** A `GET /status` answer that is not a {@link KioskStatus}. */
+export class StatusError extends Error {
+  override name = "StatusError";
+}
+
+/** Longest user agent kept from a status answer, in characters. */
+const MAX_USER_AGENT = 512;
+/** Longest device id or timestamp accepted in a status answer, in characters. */
+const MAX_SHORT_TEXT = 256;
+
+/**
+ * Checks a parsed `GET /status` answer field by field and returns a fresh {@link KioskStatus} holding only
+ * the known fields, or throws a {@link StatusError}. The server stores what this returns and every console
+ * renders it, so a device must not be able to put anything else there.
+ */
+export function parseStatus(value: unknown): KioskStatus {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new StatusError("the status is not a JSON object");
+  const record = value as Record<string, unknown>;
+  const text = (key: string, max: number): string => {
+    const field = record[key];
+    if (typeof field !== "string" || field.length > max) throw new StatusError(`"${key}" must be a string of at most ${max} characters`);
+    return field;
+  };
+  const number = (source: Record<string, unknown>, key: string, min: number, max: number): number => {
+    const field = source[key];
+    if (typeof field !== "number" || !Number.isFinite(field) || field < min || field > max) {
+      throw new StatusError(`"${key}" must be a number from ${min} to ${max}`);
+    }
+    return field;
+  };
+  let display: Display;
+  try {
+    display = parseDisplay(record.display);
+  } catch (error) {
+    throw new StatusError(`"display" is not a display: ${(error as Error).message}`);
+  }
+  const viewport = record.viewport;
+  if (typeof viewport !== "object" || viewport === null || Array.isArray(viewport)) throw new StatusError('"viewport" must be an object');
+  const size = viewport as Record<string, unknown>;
+  const startedAt = text("startedAt", MAX_SHORT_TEXT);
+  if (Number.isNaN(Date.parse(startedAt))) throw new StatusError('"startedAt" must be an ISO 8601 date');
+  return {
+    deviceId: text("deviceId", MAX_SHORT_TEXT),
+    uptime: number(record, "uptime", 0, 1e10),
+    display,
+    viewport: {
+      width: number(size, "width", 0, 100_000),
+      height: number(size, "height", 0, 100_000),
+      devicePixelRatio: number(size, "devicePixelRatio", 0, 100),
+    },
+    userAgent: text("userAgent", MAX_USER_AGENT),
+    rtt: record.rtt === null ? null : number(record, "rtt", 0, 1e7),
+    connections: number(record, "connections", 0, 1e12),
+    startedAt,
+  };
+}
+
 /** A device as the demo server lists it (`GET /api/devices` and the SSE `devices` event). */
 export interface DeviceInfo {
   id: string;

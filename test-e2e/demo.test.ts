@@ -6,10 +6,14 @@
  */
 
 import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
 import { inflateSync } from "node:zlib";
 import type { Browser, BrowserContext, Page } from "playwright";
+import { MAX_JSON_ANSWER, MAX_SCREENSHOT_ANSWER } from "../demo/api.js";
 import { startDemo, type Demo } from "../demo/server.js";
+import { dialAndListen, serveHttp } from "../server-node/device.js";
 import { launchChromium } from "./harness.js";
 
 const VIEWPORT = { width: 800, height: 600 };
@@ -17,7 +21,7 @@ const VIEWPORT = { width: 800, height: 600 };
 const BLOCK: [number, number, number] = [255, 0, 170];
 const BLOCK_HTML = `<div id="block" style="position:absolute;inset:0;background:rgb(${BLOCK.join(",")})"></div>`;
 /** How long the demo waits for a kiosk's answer, in ms (short, so the 504 case is quick). */
-const DEVICE_TIMEOUT = 3000;
+const DEVICE_TIMEOUT = 5000;
 
 let demo: Demo;
 let browser: Browser;
@@ -76,7 +80,7 @@ test("a display set in the console's UI shows on that kiosk", async () => {
   await admin.click('[data-action="apply-html"]');
 
   const kiosk = kiosks.get("k-one")!;
-  const block = await kiosk.waitForSelector("#stage .html-display #block", { timeout: 5000 });
+  const block = await kiosk.frameLocator("#stage iframe.html-frame").locator("#block").elementHandle({ timeout: 5000 });
   assert.equal(await block.evaluate((el) => getComputedStyle(el).backgroundColor), `rgb(${BLOCK.join(", ")})`);
   // The other kiosk still shows its idle screen.
   assert.equal(await kiosks.get("k-two")!.$("#stage #block"), null);
@@ -127,12 +131,13 @@ test("HTML displays keep their styles but run no pasted code", async () => {
     `<img src="data:," onerror="document.title='ran'"><script>document.title='ran'</script><a id="link" href="javascript:void 0">x</a>`;
   assert.equal((await api("PUT", "/api/devices/k-two/display", JSON.stringify({ html }))).status, 200);
   const kiosk = kiosks.get("k-two")!;
-  const safe = await kiosk.waitForSelector("#stage #safe", { timeout: 5000 });
+  const frame = kiosk.frameLocator("#stage iframe.html-frame");
+  const safe = await frame.locator("#safe").elementHandle({ timeout: 5000 });
   assert.equal(await safe.evaluate((el) => getComputedStyle(el).color), "rgb(1, 2, 3)");
   await kiosk.waitForTimeout(200); // give a broken image's onerror the chance to fire, were it kept
   assert.equal(await kiosk.title(), "k-two · wslis kiosk");
-  assert.equal(await kiosk.$("#stage script"), null);
-  assert.equal(await kiosk.$eval("#stage #link", (a) => a.getAttribute("href")), null);
+  assert.equal(await frame.locator("script").count(), 0);
+  assert.equal(await frame.locator("#link").getAttribute("href"), null);
 });
 
 test("bad requests get JSON errors: unknown device 404, bad body 400, wrong method 405", async () => {
@@ -199,12 +204,371 @@ test("a closed kiosk page leaves the console; reloaded, it comes back showing th
   const kiosk = await openKiosk("k-one");
   await admin.waitForSelector(listed("k-one"), { timeout: 5000 });
   // The display was kept in the kiosk's storage across the reload.
-  await kiosk.waitForSelector("#stage #block", { timeout: 5000 });
+  await kiosk.frameLocator("#stage iframe.html-frame").locator("#block").waitFor({ timeout: 5000 });
 
   // A reload in place also comes back.
   await kiosk.reload({ timeout: 10_000 });
   await kiosk.waitForSelector('#link[data-state="connected"]', { timeout: 10_000 });
   await admin.waitForSelector(listed("k-one"), { timeout: 5000 });
+});
+
+/**
+ * Markup that ran script in the kiosk page before HTML displays were sandboxed and sanitized. Each one,
+ * if it runs anywhere (the kiosk page, a nested frame, a data: document), logs `PWNED-n` and fires a
+ * beacon request; the ones that can also try to take over the kiosk (title, storage, navigation).
+ */
+const BYPASSES: [name: string, html: (beacon: string) => string, click?: string][] = [
+  ["iframe srcdoc with a script and same-origin access", (b) => `<iframe srcdoc="<script>${payload(1, b)};parent.document.title='PWNED-1';parent.localStorage.setItem('pwned','1')</script>"></iframe>`],
+  ["java&#9;script: in href", (b) => `<a id="go" href="java&#9;script:${payload(2, b)}">tap</a>`, "#go"],
+  ["java&#9;script: in src", (b) => `<iframe src="java&#9;script:${payload(3, b)}"></iframe>`],
+  ["a leading control character in href", (b) => `<a id="go" href="&#1;javascript:${payload(4, b)}">tap</a>`, "#go"],
+  ["a leading control character in src", (b) => `<iframe src="&#1;javascript:${payload(5, b)}"></iframe>`],
+  ["data: in object", (b) => `<object data="data:text/html,<script>${payload(6, b)}</script>"></object>`],
+  ["data: in embed", (b) => `<embed src="data:text/html,<script>${payload(7, b)}</script>">`],
+  ["data: in iframe", (b) => `<iframe src="data:text/html,<script>${payload(8, b)}</script>"></iframe>`],
+  ["meta refresh to another kiosk id", () => `<meta http-equiv="refresh" content="0;url=/?deviceId=k-stolen">`],
+];
+
+/** Waits until some frame of `page` (wherever the display put the markup) has `selector` containing `text`. */
+async function inAnyFrame(page: Page, selector: string, text: string): Promise<void> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    for (const frame of page.frames()) {
+      const found = await frame.$eval(selector, (el, text) => el.textContent?.includes(text), text).catch(() => false);
+      if (found) return;
+    }
+    if (Date.now() > deadline) throw new Error(`no frame shows ${selector} with ${JSON.stringify(text)}`);
+    await page.waitForTimeout(50);
+  }
+}
+
+/** Script text that makes itself seen: a console line and a beacon request. */
+function payload(n: number, beacon: string): string {
+  return `console.log('PWNED-${n}');new Image().src='${beacon}?n=${n}'`;
+}
+
+test("an HTML display runs none of the script bypasses, navigates nowhere and persists nothing", async () => {
+  const kiosk = await openKiosk("k-html");
+  const kioskUrl = kiosk.url();
+  const seen: string[] = [];
+  const beacon = `${demo.url}/pwned`;
+  kiosk.on("console", (message) => message.text().includes("PWNED") && seen.push(`console: ${message.text()}`));
+  context.on("request", (request) => request.url().startsWith(beacon) && seen.push(`beacon: ${request.url()}`));
+  const settle = async () => {
+    // Every frame the markup made has loaded (or failed) before anything is judged.
+    for (const frame of kiosk.frames()) await frame.waitForLoadState("load", { timeout: 5000 }).catch(() => {});
+    await kiosk.waitForTimeout(300);
+  };
+
+  for (const [name, html, click] of BYPASSES) {
+    const marker = `case ${BYPASSES.findIndex(([n]) => n === name) + 1}`;
+    const marked = `${html(beacon)}<p id="marker">${marker}</p>`;
+    const put = await api("PUT", "/api/devices/k-html/display", JSON.stringify({ html: marked }));
+    assert.equal(put.status, 200, name);
+    await inAnyFrame(kiosk, "#marker", marker);
+    await settle();
+    if (click) {
+      // Click wherever the link ended up (the display's frame), as a visitor at a touch screen would.
+      for (const frame of kiosk.frames()) {
+        const link = await frame.$(click);
+        if (link) await link.click({ timeout: 2000 }).catch(() => {});
+      }
+      await settle();
+    }
+    assert.deepEqual(seen, [], `${name}: script ran`);
+    assert.equal(kiosk.url(), kioskUrl, `${name}: the kiosk was navigated`);
+    assert.equal(await kiosk.title(), "k-html · wslis kiosk", name);
+  }
+
+  // The last display (the meta refresh) is kept in storage and shown again after a reload: still inert.
+  await kiosk.reload({ timeout: 10_000 });
+  await kiosk.waitForSelector('#link[data-state="connected"]', { timeout: 10_000 });
+  await inAnyFrame(kiosk, "#marker", "case");
+  await settle();
+  assert.equal(kiosk.url(), kioskUrl);
+  assert.equal(await kiosk.evaluate(() => localStorage.getItem("pwned")), null);
+  const { devices } = (await (await api("GET", "/api/devices")).json()) as { devices: { id: string }[] };
+  assert.ok(!devices.some((d) => d.id === "k-stolen"), "a kiosk was moved to another id");
+  assert.deepEqual(seen, []);
+  // The display frame is sandboxed without any flag: opaque origin, no scripts, no top navigation.
+  assert.equal(await kiosk.$eval("#stage iframe.html-frame", (frame) => frame.getAttribute("sandbox")), "");
+});
+
+test("the screenshot of an HTML display shows its styled markup, images included", async () => {
+  const red: [number, number, number] = [220, 20, 60];
+  // A style rule, an inline style and an image: the three things the capture must reproduce.
+  const pixel = await (await api("GET", "/api/devices/k-one/screenshot?scale=0.1")).arrayBuffer();
+  const html =
+    `<style>body { background: rgb(${red.join(",")}) }</style>` +
+    `<img id="img" style="position:absolute;left:0;top:0;width:50vw;height:100vh" src="data:image/png;base64,${Buffer.from(pixel).toString("base64")}">`;
+  assert.equal((await api("PUT", "/api/devices/k-html/display", JSON.stringify({ html }))).status, 200);
+  const response = await api("GET", "/api/devices/k-html/screenshot");
+  assert.equal(response.status, 200);
+  const png = decodePng(Buffer.from(await response.arrayBuffer()));
+  assert.equal(png.width, VIEWPORT.width);
+  // The right half is the style rule's colour; the left half is k-one's screenshot (the pink block).
+  const at = (x: number, y: number) => [...png.rgba.subarray((y * png.width + x) * 4, (y * png.width + x) * 4 + 3)];
+  const near = (a: number[], b: number[]) => a.every((v, i) => Math.abs(v - b[i]!) <= 8);
+  assert.ok(near(at(VIEWPORT.width * 0.75, VIEWPORT.height / 2), red), `right half is ${at(VIEWPORT.width * 0.75, 300)}`);
+  assert.ok(near(at(VIEWPORT.width * 0.25, VIEWPORT.height / 2), BLOCK), `left half is ${at(VIEWPORT.width * 0.25, 300)}`);
+  // The readable copy made for the capture is gone again.
+  assert.equal(await kiosks.get("k-html")!.$("[data-capture]"), null);
+});
+
+test("the API refuses writes from other origins, from curl-like clients and the console it accepts them", async () => {
+  // A real page of another site (another origin on this machine, so the browser lets it reach a local
+  // address at all): a no-cors POST that would disconnect the kiosk, and a form that would change its display.
+  const evil = createServer((_request, response) => {
+    response.writeHead(200, { "Content-Type": "text/html" }).end("<h1>cute cats</h1>");
+  });
+  await new Promise<void>((resolve) => evil.listen(0, "127.0.0.1", resolve));
+  const page = await context.newPage();
+  const arrived: string[] = [];
+  page.on("response", (response) => response.url().startsWith(demo.url) && arrived.push(`${response.status()} ${response.url()}`));
+  const { connectedAt } = (await (await api("GET", "/api/devices/k-html")).json()) as { connectedAt: string };
+  try {
+    await page.goto(`http://localhost:${(evil.address() as AddressInfo).port}/`, { timeout: 10_000 });
+    await page.evaluate(async (url) => {
+      await fetch(url, { method: "POST", mode: "no-cors", headers: { "Content-Type": "text/plain" }, body: "{}" });
+    }, `${demo.url}/api/devices/k-html/disconnect`);
+  } finally {
+    await page.close();
+    evil.closeAllConnections();
+    await new Promise((resolve) => evil.close(resolve));
+  }
+  // The request did reach the server (the browser did not block it on its own), and was refused.
+  assert.deepEqual(arrived, [`403 ${demo.url}/api/devices/k-html/disconnect`]);
+  const after = await api("GET", "/api/devices/k-html");
+  assert.equal(after.status, 200, "the kiosk is still connected");
+  assert.equal(((await after.json()) as { connectedAt: string }).connectedAt, connectedAt, "and was not kicked");
+
+  const before = await (await api("GET", "/api/devices/k-html/display")).json();
+  // The same as any client can forge it; what a cross-site page can send without a preflight: text/plain, Origin of the attacker.
+  const forged = await fetch(`${demo.url}/api/devices/k-html/display`, {
+    method: "PUT",
+    headers: { "Content-Type": "text/plain", Origin: "http://evil.example" },
+    body: JSON.stringify({ dashboard: "clock" }),
+  });
+  assert.equal(forged.status, 403);
+  assert.equal(((await forged.json()) as { error: string }).error, "cross_origin");
+  const refused: Record<string, string>[] = [{ "Sec-Fetch-Site": "cross-site" }, { Origin: "null" }, { Origin: "http://localhost:1" }];
+  for (const headers of refused) {
+    const response = await fetch(`${demo.url}/api/devices/k-html/ping`, { method: "POST", headers });
+    assert.equal(response.status, 403, JSON.stringify(headers));
+  }
+  assert.deepEqual(await (await api("GET", "/api/devices/k-html/display")).json(), before);
+
+  // Same origin (the console's own requests) and no Origin at all (curl) pass.
+  const own = await fetch(`${demo.url}/api/devices/k-html/ping`, { method: "POST", headers: { Origin: demo.url, "Sec-Fetch-Site": "same-origin" } });
+  assert.equal(own.status, 200);
+  assert.equal((await api("POST", "/api/devices/k-html/ping")).status, 200);
+});
+
+/** A Node device on `demo` answering every reverse-HTTP request with `answer`. */
+async function hostileDevice(on: Demo, id: string, answer: (path: string) => Response) {
+  const device = await dialAndListen(`ws://127.0.0.1:${on.port}/wslis`, { params: { deviceId: id }, reconnect: false });
+  void serveHttp(device, (request) => answer(new URL(request.url).pathname));
+  return device;
+}
+
+test("a device's invalid status is refused and stored nowhere; the console still renders every kiosk", async () => {
+  const device = await hostileDevice(demo, "k-hostile", (path) =>
+    path === "/status"
+      ? Response.json({ display: "x", deviceId: "k-hostile" })
+      : new Response(`<script>alert(1)</script>`, { headers: { "Content-Type": "text/html" } }),
+  );
+  try {
+    await admin.bringToFront();
+    await admin.waitForSelector(listed("k-hostile"), { timeout: 5000 });
+    const status = await api("GET", "/api/devices/k-hostile/status");
+    assert.equal(status.status, 502);
+    assert.equal(((await status.json()) as { error: string }).error, "bad_device_answer");
+    // Nothing of it was stored: the device's listed display is still unknown, and the console renders
+    // every kiosk with what it shows.
+    const info = (await (await api("GET", "/api/devices/k-hostile")).json()) as { display: unknown };
+    assert.equal(info.display, null);
+    await admin.waitForFunction(() => document.querySelectorAll("#devices .device").length >= 3, undefined, { timeout: 5000 });
+    assert.match((await admin.textContent(`${listed("k-one")} .device-display`)) ?? "", /HTML/);
+    await admin.click(listed("k-hostile"));
+    await admin.waitForSelector('.detail-id:has-text("k-hostile")', { timeout: 2000 });
+
+    // A device's HTML is never served from the console's origin.
+    for (const path of ["display", "screenshot"]) {
+      const response = await api("GET", `/api/devices/k-hostile/${path}`);
+      assert.equal(response.status, 502, path);
+      assert.match(response.headers.get("content-type") ?? "", /^application\/json/, path);
+    }
+  } finally {
+    await device.close();
+  }
+  await admin.waitForSelector(listed("k-hostile"), { state: "detached", timeout: 5000 });
+});
+
+test("a device's endless answers are cut at the cap, long before the timeout, and its stream is reset", async () => {
+  // Default options, as `npm start` runs it.
+  const own = await startDemo({ port: 0, host: "127.0.0.1", log: () => {} });
+  const produced = { status: 0, screenshot: 0 };
+  /** An answer that never ends: 64 KiB chunks as fast as they are read. */
+  const endless = (key: keyof typeof produced) =>
+    new ReadableStream<Uint8Array>({
+      pull(controller) {
+        produced[key] += 65_536;
+        controller.enqueue(new Uint8Array(65_536).fill(0x7b));
+      },
+    });
+  const device = await hostileDevice(own, "k-endless", (path) =>
+    path === "/status"
+      ? new Response(endless("status"), { headers: { "Content-Type": "application/json" } })
+      : new Response(endless("screenshot"), { headers: { "Content-Type": "image/png" } }),
+  );
+  try {
+    const rssBefore = process.memoryUsage().rss;
+    for (const [path, key, cap] of [
+      ["screenshot", "screenshot", MAX_SCREENSHOT_ANSWER],
+      ["status", "status", MAX_JSON_ANSWER],
+    ] as const) {
+      const started = Date.now();
+      const response = await fetch(`${own.url}/api/devices/k-endless/${path}`, { signal: AbortSignal.timeout(15_000) });
+      const took = Date.now() - started;
+      assert.equal(response.status, 502, path);
+      assert.equal(((await response.json()) as { error: string }).error, "device_answer_too_large", path);
+      assert.ok(took < 9000, `${path}: cut at the cap, not at the 10 s timeout (${took} ms)`);
+      const settledAt = produced[key];
+      // The stream is reset: the device stops after what its send window had let through.
+      let last = -1;
+      for (let i = 0; i < 50 && produced[key] !== last; i++) {
+        last = produced[key];
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.equal(produced[key], last, `${path}: the device is still sending`);
+      console.log(`# ${path}: ${produced[key]} bytes produced, ${settledAt} when the API answered, cap ${cap}, ${took} ms`);
+      assert.ok(produced[key] < cap + 20 * 1024 * 1024, `${path}: ${produced[key]} bytes produced for a cap of ${cap}`);
+    }
+    const grown = process.memoryUsage().rss - rssBefore;
+    console.log(`# server RSS grew by ${(grown / 1048576).toFixed(0)} MB`);
+    assert.ok(grown < 200 * 1024 * 1024, `the server grew by ${(grown / 1048576).toFixed(0)} MB`);
+    // The device stays usable.
+    const ping = await fetch(`${own.url}/api/devices/k-endless/ping`, { method: "POST", signal: AbortSignal.timeout(15_000) });
+    assert.equal(ping.status, 200);
+  } finally {
+    await device.close();
+    await own.close();
+  }
+});
+
+test("device ids with a space, ':', '/' and '@' work through the API and the console", async () => {
+  const ids = ["lobby 2", "door:3", "floor/4", "ops@hq"];
+  for (const id of ids) {
+    const kiosk = await openKiosk(id);
+    const base = `/api/devices/${encodeURIComponent(id)}`;
+    const put = await api("PUT", `${base}/display`, JSON.stringify({ dashboard: "clock" }));
+    assert.equal(put.status, 200, `${id}: ${await put.clone().text()}`);
+    await kiosk.waitForSelector("#stage .clock", { timeout: 5000 });
+    const status = await api("GET", `${base}/status`);
+    assert.equal(status.status, 200, id);
+    assert.equal(((await status.json()) as { deviceId: string }).deviceId, id);
+    const shot = await api("GET", `${base}/screenshot?scale=0.2`);
+    assert.equal(shot.status, 200, id);
+    assert.equal(shot.headers.get("content-type"), "image/png");
+    assert.equal((await api("POST", `${base}/ping`)).status, 200, id);
+  }
+  // Through the console's UI: select one by clicking it and set a dashboard.
+  await admin.bringToFront();
+  const item = admin.locator("#devices .device").filter({ has: admin.locator(".device-id", { hasText: /^floor\/4$/ }) });
+  await item.click({ timeout: 5000 });
+  await admin.waitForSelector('.detail-id:has-text("floor/4")', { timeout: 2000 });
+  await admin.click('[data-tab="dashboard"]');
+  await admin.click('[data-dashboard="metrics"]');
+  await kiosks.get("floor/4")!.waitForSelector("#stage .metrics", { timeout: 5000 });
+  assert.equal(new URL(admin.url()).hash, `#device=${encodeURIComponent("floor/4")}`);
+  for (const id of ids) await kiosks.get(id)!.close();
+});
+
+test("console layout: tiles only on their tab, the URL box takes paths, buttons stay on one line at 1920 px", async () => {
+  const wide = await browser.newContext({ viewport: { width: 1920, height: 1080 } });
+  try {
+    const page = await wide.newPage();
+    await page.goto(`${demo.adminUrl}#device=k-html`, { timeout: 10_000 });
+    await page.waitForSelector('.detail-id:has-text("k-html")', { timeout: 5000 });
+    await page.waitForSelector('.state-pill[data-state="online"]', { timeout: 5000 });
+    const tiles = () =>
+      page.$$eval(".dashboard-option", (options) =>
+        options.map((o) => ({ display: getComputedStyle(o.parentElement!).display, height: o.getBoundingClientRect().height })),
+      );
+    for (const tab of ["url", "html", "dashboard"]) {
+      await page.click(`[data-tab="${tab}"]`);
+      const boxes = await tiles();
+      assert.equal(boxes.length, 4);
+      if (tab === "dashboard") assert.ok(boxes.every((b) => b.display === "grid" && b.height > 20), JSON.stringify(boxes));
+      else assert.ok(boxes.every((b) => b.display === "none" && b.height === 0), `${tab}: ${JSON.stringify(boxes)}`);
+    }
+
+    await page.click('[data-tab="url"]');
+    // Every button of the console keeps its label on one line at this width.
+    const wrapped = await page.$$eval(".button", (buttons) =>
+      buttons
+        .filter((b) => b.getBoundingClientRect().width > 0)
+        .filter((b) => {
+          const range = document.createRange();
+          range.selectNodeContents(b);
+          const lines = new Set([...range.getClientRects()].map((r) => Math.round(r.top)));
+          return lines.size > 1 || b.scrollWidth > b.clientWidth + 1;
+        })
+        .map((b) => b.textContent),
+    );
+    assert.deepEqual(wrapped, []);
+
+    // A path, which the API accepts, is accepted by the box too and shown on the kiosk.
+    await page.fill("#display-url", "/admin");
+    assert.equal(await page.$eval("#display-url", (input) => (input as HTMLInputElement).checkValidity()), true);
+    await page.click('[data-action="apply-url"]');
+    const frame = await kiosks.get("k-html")!.waitForSelector("#stage iframe.frame:not(.html-frame)", { timeout: 5000 });
+    assert.equal(new URL((await frame.getAttribute("src"))!).pathname, "/admin");
+    // What the API refuses, the box refuses, with the API's own reason, and nothing is sent.
+    await page.fill("#display-url", "ftp://example.com/");
+    const puts: string[] = [];
+    page.on("request", (request) => request.method() === "PUT" && puts.push(request.url()));
+    await page.click('[data-action="apply-url"]');
+    assert.match(await page.$eval("#display-url", (input) => (input as HTMLInputElement).validationMessage), /http\(s\) URL or a path/);
+    assert.deepEqual(puts, []);
+  } finally {
+    await wide.close();
+  }
+});
+
+test("during a server outage the console marks kiosks unknown and disables their buttons, then recovers", async () => {
+  const own = await startDemo({ port: 0, host: "127.0.0.1", log: () => {}, deviceTimeout: DEVICE_TIMEOUT });
+  let restarted: Demo | undefined;
+  const outage = await browser.newContext({ viewport: VIEWPORT });
+  try {
+    const kiosk = await outage.newPage();
+    await kiosk.goto(own.kioskUrl("k-outage"), { timeout: 10_000 });
+    await kiosk.waitForSelector('#link[data-state="connected"]', { timeout: 10_000 });
+    const console_ = await outage.newPage();
+    await console_.goto(`${own.adminUrl}#device=k-outage`, { timeout: 10_000 });
+    await console_.waitForSelector('#devices [data-device-id="k-outage"][data-state="online"]', { timeout: 5000 });
+    await console_.waitForSelector('.state-pill[data-state="online"]', { timeout: 5000 });
+    const enabled = () => console_.$$eval(".detail .button, .dashboard-option", (buttons) => buttons.filter((b) => !(b as HTMLButtonElement).disabled).length);
+    assert.ok((await enabled()) > 0);
+
+    await own.close();
+    await console_.waitForSelector('#devices [data-device-id="k-outage"][data-state="unknown"]', { timeout: 5000 });
+    await console_.waitForSelector('.state-pill[data-state="unknown"]', { timeout: 5000 });
+    assert.equal(await enabled(), 0, "buttons stay live while the server is away");
+    assert.match((await console_.textContent("#count")) ?? "", /unknown/);
+    assert.equal(await console_.getAttribute("#live", "data-state"), "connecting");
+
+    // The server comes back on the same port: the kiosk redials, the console is live again.
+    restarted = await startDemo({ port: own.port, host: "127.0.0.1", log: () => {}, deviceTimeout: DEVICE_TIMEOUT });
+    await console_.waitForSelector('#devices [data-device-id="k-outage"][data-state="online"]', { timeout: 20_000 });
+    await console_.waitForSelector('.state-pill[data-state="online"]', { timeout: 5000 });
+    assert.ok((await enabled()) > 0);
+    assert.equal(await console_.getAttribute("#live", "data-state"), "live");
+  } finally {
+    await outage.close();
+    await own.close();
+    await restarted?.close();
+  }
 });
 
 interface Png {

@@ -5,7 +5,7 @@
  */
 
 import { h } from "../dom.js";
-import { DASHBOARDS, describeDisplay, type Dashboard, type DeviceInfo, type Display } from "../shared.js";
+import { DASHBOARDS, describeDisplay, DisplayError, parseDisplay, type Dashboard, type DeviceInfo, type Display } from "../shared.js";
 
 const DASHBOARD_LABELS: Record<Dashboard, { title: string; hint: string; icon: string }> = {
   welcome: { title: "Welcome", hint: "The idle screen with the device id", icon: "◎" },
@@ -20,6 +20,14 @@ const SETTLE_BEFORE_SCREENSHOT = 700;
 /** How long an action's outcome stays on screen, in ms. */
 const MESSAGE_TIME = 5000;
 
+/**
+ * Silence on the event stream after which the server counts as unreachable, in ms: it sends a heartbeat
+ * every 15 s, so two missed ones.
+ */
+const SILENCE_LIMIT = 35_000;
+/** Wait before opening a new event stream after the browser gave one up, in ms. */
+const RECONNECT_DELAY = 2000;
+
 type Tab = "dashboard" | "url" | "html";
 
 const listElement = document.getElementById("devices")!;
@@ -28,6 +36,11 @@ const countElement = document.getElementById("count")!;
 const liveElement = document.getElementById("live")!;
 
 let devices: DeviceInfo[] = [];
+/**
+ * True while the console has no live event stream: the list is the last one the server sent and may be
+ * wrong, so kiosks are shown as unknown and nothing can be sent to them.
+ */
+let stale = true;
 let selected: string | undefined = new URLSearchParams(location.hash.slice(1)).get("device") ?? undefined;
 let detail: DetailView | undefined;
 
@@ -39,10 +52,36 @@ setInterval(() => {
 
 function connectEvents(): void {
   const events = new EventSource("/api/events");
-  events.addEventListener("open", () => setLive("live", "Live"));
-  events.addEventListener("error", () => setLive("connecting", "Reconnecting to the server…"));
+  let silence: ReturnType<typeof setTimeout> | undefined;
+  const lost = (text: string) => {
+    clearTimeout(silence);
+    setLive("connecting", text);
+    if (!stale) {
+      stale = true;
+      render();
+    }
+  };
+  // The server also counts as lost when it goes quiet (a hung process, a dead proxy keeps the socket open).
+  const heard = () => {
+    clearTimeout(silence);
+    silence = setTimeout(() => {
+      events.close();
+      lost("The server stopped answering; reconnecting…");
+      connectEvents();
+    }, SILENCE_LIMIT);
+  };
+  events.addEventListener("open", heard);
+  events.addEventListener("heartbeat", heard);
+  events.addEventListener("error", () => {
+    lost("Server unreachable; reconnecting…");
+    // The browser retries on its own unless the answer was not an event stream (a proxy's 502, say).
+    if (events.readyState === EventSource.CLOSED) setTimeout(connectEvents, RECONNECT_DELAY);
+  });
   events.addEventListener("devices", (event) => {
+    heard();
     devices = (JSON.parse((event as MessageEvent<string>).data) as { devices: DeviceInfo[] }).devices;
+    stale = false;
+    setLive("live", "Live");
     if (selected === undefined && devices.length) select(devices[0]!.id);
     render();
   });
@@ -66,7 +105,12 @@ function select(id: string): void {
 }
 
 function render(): void {
-  countElement.textContent = `${devices.length} kiosk${devices.length === 1 ? "" : "s"} online`;
+  countElement.textContent = stale
+    ? devices.length
+      ? `${devices.length} kiosk${devices.length === 1 ? "" : "s"}, state unknown`
+      : "Kiosks unknown"
+    : `${devices.length} kiosk${devices.length === 1 ? "" : "s"} online`;
+  countElement.dataset.state = stale ? "unknown" : "live";
   renderList();
   if (!devices.length && !detail) {
     detailElement.replaceChildren(emptyState());
@@ -88,7 +132,13 @@ function renderList(): void {
     ...devices.map((device) => {
       const item = h(
         "li",
-        { class: "device", "data-device-id": device.id, "aria-selected": String(device.id === selected), tabindex: 0 },
+        {
+          class: "device",
+          "data-device-id": device.id,
+          "data-state": stale ? "unknown" : "online",
+          "aria-selected": String(device.id === selected),
+          tabindex: 0,
+        },
         h("div", { class: "device-top" }, h("span", { class: "dot" }), h("span", { class: "device-id" }, device.id)),
         h("div", { class: "device-display" }, device.display ? describeDisplay(device.display) : "…"),
         h("div", { class: "device-meta" }, [device.remoteAddress, rttText(device.rtt), `up ${since(device.connectedAt)}`].filter(Boolean).join(" · ")),
@@ -132,6 +182,8 @@ class DetailView {
   #shotTimer: ReturnType<typeof setTimeout> | undefined;
   #hideMessage: ReturnType<typeof setTimeout> | undefined;
   #info: DeviceInfo | undefined;
+  /** Whether the console knows the kiosk is connected now (listed, and the event stream is live). */
+  #online = false;
 
   constructor(id: string) {
     this.#id = id;
@@ -165,7 +217,7 @@ class DetailView {
   }
 
   update(info: DeviceInfo | undefined): void {
-    const online = info !== undefined;
+    const online = info !== undefined && !stale;
     // Show what the kiosk displays when it is first seen, and again whenever that changes (from this
     // console, another one, or the API).
     const shown = info?.display ? JSON.stringify(info.display) : undefined;
@@ -175,9 +227,17 @@ class DetailView {
       this.#shotTimer = setTimeout(() => void this.#screenshot(), SETTLE_BEFORE_SCREENSHOT);
     }
     this.#info = info;
-    this.#state.textContent = online ? "online" : "offline";
-    this.#state.setAttribute("data-state", online ? "online" : "offline");
+    this.#online = online;
+    const state = stale ? "unknown" : online ? "online" : "offline";
+    this.#state.textContent = state;
+    this.#state.setAttribute("data-state", state);
     for (const button of this.#buttons) button.disabled = !online;
+    if (stale) {
+      this.#current.replaceChildren(
+        h("span", { class: "muted" }, "The console cannot reach the server: what this kiosk shows now is unknown. It reconnects on its own."),
+      );
+      return;
+    }
     if (!info) {
       this.#current.replaceChildren(h("span", { class: "muted" }, "This kiosk is not connected. It shows up again as soon as it redials."));
       return;
@@ -224,7 +284,17 @@ class DetailView {
     }
     add("dashboard", "Dashboard", dashboards);
 
-    const urlInput = h("input", { id: "display-url", type: "url", placeholder: "https://example.com/status or /admin", spellcheck: "false" }) as HTMLInputElement;
+    // Not type="url": that refuses paths such as /admin, which the API accepts. The API's own check decides.
+    const urlInput = h("input", {
+      id: "display-url",
+      type: "text",
+      inputmode: "url",
+      autocomplete: "url",
+      required: "",
+      placeholder: "https://example.com/status or /admin",
+      spellcheck: "false",
+    }) as HTMLInputElement;
+    urlInput.addEventListener("input", () => urlInput.setCustomValidity(urlProblem(urlInput.value.trim())));
     const urlForm = h(
       "form",
       { class: "pane" },
@@ -234,7 +304,10 @@ class DetailView {
     ) as HTMLFormElement;
     urlForm.addEventListener("submit", (event) => {
       event.preventDefault();
-      void this.#setDisplay({ url: urlInput.value.trim() });
+      const problem = urlProblem(urlInput.value.trim());
+      urlInput.setCustomValidity(problem);
+      if (problem) urlInput.reportValidity();
+      else void this.#setDisplay({ url: urlInput.value.trim() });
     });
     add("url", "Web page", urlForm);
 
@@ -243,7 +316,7 @@ class DetailView {
     const htmlForm = h(
       "form",
       { class: "pane" },
-      h("label", { for: "display-html" }, "HTML to show (styles apply; scripts and event handlers are removed)"),
+      h("label", { for: "display-html" }, "HTML to show (styles apply; it is sanitized and shown in a sandbox where nothing runs)"),
       htmlInput,
       h("div", { class: "row end" }, this.#button("Show HTML", "apply-html", () => {}, "primary", "submit")),
     ) as HTMLFormElement;
@@ -321,7 +394,7 @@ class DetailView {
     } catch (error) {
       this.#say((error as Error).message, "error");
     } finally {
-      for (const button of this.#buttons) button.disabled = this.#info === undefined;
+      for (const button of this.#buttons) button.disabled = !this.#online;
     }
   }
 
@@ -357,14 +430,31 @@ async function errorMessage(response: Response): Promise<string> {
   }
 }
 
+/** Why the URL box's text would be refused by the API, or "" when it would be accepted. */
+function urlProblem(url: string): string {
+  try {
+    parseDisplay({ url });
+    return "";
+  } catch (error) {
+    if (error instanceof DisplayError) return error.message;
+    throw error;
+  }
+}
+
 function curlExamples(id: string): string {
   const base = `${location.origin}/api/devices/${encodeURIComponent(id)}`;
+  const file = shellQuote(`${id.replace(/[^\w.@:-]+/g, "_")}.png`);
   return [
     `curl -X PUT ${base}/display -d '{"dashboard":"clock"}'`,
     `curl -X PUT ${base}/display -d '{"url":"https://example.com"}'`,
-    `curl ${base}/screenshot -o ${id}.png`,
+    `curl ${base}/screenshot -o ${file}`,
     `curl ${base}/status`,
   ].join("\n");
+}
+
+/** `text` as one POSIX shell word. */
+function shellQuote(text: string): string {
+  return /^[\w.@:/-]+$/.test(text) ? text : `'${text.replace(/'/g, "'\\''")}'`;
 }
 
 function rttText(rtt: number | null): string | undefined {

@@ -6,6 +6,7 @@
 import { IDLE_DISPLAY, type Display } from "../shared.js";
 import { renderDashboard, type DashboardContext } from "./dashboards.js";
 import { h } from "../dom.js";
+import { DISPLAY_SANDBOX, displayDocument } from "./html.js";
 
 export class Stage {
   readonly element: HTMLElement;
@@ -24,9 +25,10 @@ export class Stage {
   }
 
   /**
-   * Replaces what is shown. `html` is inserted as markup: its styles apply; scripts, inline event
-   * handlers and javascript: links are removed (a kiosk should not run pasted code). A `url` path is resolved against the
-   * kiosk's own origin, so same-origin pages can be captured by screenshots; cross-origin ones cannot.
+   * Replaces what is shown. `html` is sanitized and shown in a sandboxed frame that can run nothing (see
+   * html.ts); its styles apply. A `url` is shown in a frame that may run its own scripts but not navigate
+   * the kiosk; a path is resolved against the kiosk's own origin, so same-origin pages can be captured by
+   * screenshots, cross-origin ones cannot.
    */
   show(display: Display): void {
     this.#stop?.();
@@ -35,10 +37,12 @@ export class Stage {
     if ("url" in display) {
       const src = new URL(display.url, location.href).href;
       this.element.dataset.kind = "url";
-      this.element.replaceChildren(h("iframe", { class: "frame", src, title: src, allow: "autoplay; fullscreen" }));
+      this.element.replaceChildren(h("iframe", { class: "frame", src, title: src, allow: "autoplay; fullscreen", sandbox: URL_SANDBOX }));
     } else if ("html" in display) {
       this.element.dataset.kind = "html";
-      this.element.replaceChildren(h("div", { class: "html-display" }, ...inertMarkup(display.html)));
+      this.element.replaceChildren(
+        h("iframe", { class: "frame html-frame", sandbox: DISPLAY_SANDBOX, srcdoc: displayDocument(display.html), title: "HTML display" }),
+      );
     } else {
       this.element.dataset.kind = "dashboard";
       this.element.replaceChildren();
@@ -48,17 +52,7 @@ export class Stage {
 }
 
 /**
- * Parses `html` without running anything (DOMParser documents are inert) and strips what could run once
- * adopted: script elements, on* attributes, javascript: URLs. Styles and `<style>` elements stay.
+ * A web page may run its scripts, keep its own origin (cookies, storage), submit forms and open popups,
+ * but never navigate the kiosk page itself away (no allow-top-navigation).
  */
-function inertMarkup(html: string): Node[] {
-  const parsed = new DOMParser().parseFromString(html, "text/html");
-  for (const script of parsed.querySelectorAll("script")) script.remove();
-  for (const element of parsed.querySelectorAll("*")) {
-    for (const { name, value } of [...element.attributes]) {
-      if (name.startsWith("on") || /^\s*javascript:/i.test(value)) element.removeAttribute(name);
-    }
-  }
-  // <style> and <link> in the markup land in the parsed head; keep them with the content.
-  return [...parsed.head.childNodes, ...parsed.body.childNodes].map((node) => document.adoptNode(node));
-}
+const URL_SANDBOX = "allow-scripts allow-same-origin allow-forms allow-popups allow-popups-to-escape-sandbox allow-modals allow-presentation";
