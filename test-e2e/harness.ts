@@ -73,6 +73,7 @@ export async function startE2EServer(handler: Handler, options: ServerOptions = 
   assertBuilt();
   const wslis = new Server(handler, { logger: quietLogger, ...options });
   const http = createServer(async (request, response) => {
+    if (wslis.handleRequest(request, response)) return; // node-to-node requests of a cluster
     const path = new URL(request.url ?? "/", "http://x").pathname;
     const base = path.startsWith("/dist/") ? "dist" : path.startsWith("/pages/") ? "test-e2e/pages" : undefined;
     if (base === undefined) {
