@@ -10,6 +10,7 @@
  *  streams      against Go wslis, four pairs of processes (bench/streams.ts, bench/peer.ts, test/go/bench)
  *  browser      real Chromium against raw WebSocket in the same page (bench/browser.ts)
  *  bundle       min+gzip of tree-shaken apps, and yamux-js built for the browser (bench/bundle.ts)
+ *  cluster      server.fetch through another node (Redis, two processes) against local (bench/cluster.ts)
  *
  * Environment knobs (positive numbers):
  *  BENCH_MB                 MiB per run for raw ws and wslis in throughput and two-process (default 64)
@@ -24,11 +25,15 @@
  *  BENCH_BROWSER_ROUNDS     rounds in Chromium (default 5)
  *  BENCH_BROWSER_MB         MiB each way per round in Chromium (default 100)
  *  BENCH_BROWSER_RTTS       round trips per round in Chromium, for the latency rows (default 1000)
+ *  BENCH_CLUSTER_OPS        sequential 1 KB GETs per kind per round in cluster (default 1000)
+ *  BENCH_CLUSTER_ROUNDS     rounds of cluster (default 5)
+ *  BENCH_CLUSTER_MB         5 MB echoes per kind per round in cluster (default 4)
  */
 
 import { cpus } from "node:os";
 import { benchBrowser } from "./browser.js";
 import { benchBundle } from "./bundle.js";
+import { benchCluster } from "./cluster.js";
 import { log, markdownTable, ratio, round, targetRows, type Row } from "./format.js";
 import { benchHttp } from "./http.js";
 import { benchStreams } from "./streams.js";
@@ -37,7 +42,7 @@ import { benchTwoProcess } from "./two-process.js";
 
 export { markdownTable } from "./format.js";
 
-const SECTIONS = ["throughput", "two-process", "http", "streams", "browser", "bundle"] as const;
+const SECTIONS = ["throughput", "two-process", "http", "streams", "browser", "bundle", "cluster"] as const;
 
 function throughputTable(rows: ThroughputRow[]): Row[] {
   const MiB = 1024 * 1024;
@@ -153,4 +158,16 @@ if (runs("bundle")) {
     "gzip level 9. yamux-js is a Node library: in a page it needs the buffer and readable-stream polyfills\n" +
       "(with events, process, string_decoder and abort-controller), all counted here.\n",
   );
+}
+
+if (runs("cluster")) {
+  const result = await benchCluster({
+    ops: positiveNumber("BENCH_CLUSTER_OPS", 1000),
+    rounds: positiveNumber("BENCH_CLUSTER_ROUNDS", 5),
+    echoes: positiveNumber("BENCH_CLUSTER_MB", 4),
+    log,
+  });
+  console.log("### Cluster: server.fetch from node A to a device on node B (another process, Redis) against local\n");
+  console.log(markdownTable(result.rows));
+  console.log(`${result.targets.join("\n")}\n`);
 }
