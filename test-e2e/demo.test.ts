@@ -536,6 +536,26 @@ test("console layout: tiles only on their tab, the URL box takes paths, buttons 
   }
 });
 
+test("a console whose event stream goes silent for two heartbeats opens a new one", async () => {
+  const page = await context.newPage();
+  try {
+    // The page's clock is fake: the server's 15 s heartbeats cannot reach it in time, so it hears silence.
+    await page.clock.install();
+    const opened: string[] = [];
+    page.on("request", (request) => new URL(request.url()).pathname === "/api/events" && opened.push(request.url()));
+    await page.goto(demo.adminUrl, { timeout: 10_000 });
+    await page.waitForSelector('#live[data-state="live"]', { timeout: 5000 });
+    assert.equal(opened.length, 1);
+    await page.clock.runFor(30_000);
+    assert.equal(opened.length, 1, "reconnected before two heartbeats were missed");
+    await page.clock.runFor(6000);
+    await page.waitForFunction(() => document.getElementById("live")?.dataset.state === "live", undefined, { timeout: 5000 });
+    assert.equal(opened.length, 2, "a silent stream was kept");
+  } finally {
+    await page.close();
+  }
+});
+
 test("during a server outage the console marks kiosks unknown and disables their buttons, then recovers", async () => {
   const own = await startDemo({ port: 0, host: "127.0.0.1", log: () => {}, deviceTimeout: DEVICE_TIMEOUT });
   let restarted: Demo | undefined;
