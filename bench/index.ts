@@ -40,8 +40,6 @@ import { benchStreams } from "./streams.js";
 import { benchThroughput, type ThroughputRow } from "./throughput.js";
 import { benchTwoProcess } from "./two-process.js";
 
-export { markdownTable } from "./format.js";
-
 const SECTIONS = ["throughput", "two-process", "http", "streams", "browser", "bundle", "cluster"] as const;
 
 function throughputTable(rows: ThroughputRow[]): Row[] {

@@ -16,6 +16,7 @@ import { runInNewContext } from "node:vm";
 import WebSocket, { WebSocketServer, createWebSocketStream } from "ws";
 import { Client as YamuxClient, Server as YamuxServer } from "yamux-js";
 import { dialAndListen } from "../server-node/device.js";
+import { median } from "./format.js";
 import { listenAndServe, type Dialer } from "../server-node/index.js";
 
 /** Size of each write (and raw ws message), in bytes. */
@@ -137,11 +138,6 @@ export function roundOrder(count: number, round: number): number[] {
   return round % 2 === 0 ? order : order.reverse();
 }
 
-/** The middle value (the upper one of the two middle values for an even count). */
-export function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
 
 /** Forces a full GC when the runtime allows it, so memory baselines do not carry the previous run's garbage. */
 function collectGarbage(): void {

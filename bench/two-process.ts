@@ -11,7 +11,8 @@ import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import WebSocket, { WebSocketServer } from "ws";
 import { listenAndServe, type Dialer } from "../server-node/index.js";
-import { median, roundOrder, sendRaw, writeAll } from "./throughput.js";
+import { median } from "./format.js";
+import { roundOrder, sendRaw, writeAll } from "./throughput.js";
 
 const MiB = 1024 * 1024;
 const child = fileURLToPath(new URL("./receiver-child.ts", import.meta.url));
