@@ -47,9 +47,57 @@ class ApiError extends Error {
   }
 }
 
+/**
+ * What the API uses of a kiosk's connection: a local `Dialer`, or a {@link RemoteKiosk} for a kiosk on
+ * another node of the cluster.
+ */
+type KioskLink = Pick<Dialer, "id" | "fetch" | "closed" | "closeReason" | "ping" | "close">;
+
 interface Device {
-  dialer: Dialer;
+  dialer: KioskLink;
   info: DeviceInfo;
+}
+
+/**
+ * A kiosk connected to another node: reached with `server.fetch` through that node. It is "closed"
+ * when the fleet events say it left or moved; a ping is not available across nodes (rtt stays null),
+ * nor is closing it from here.
+ */
+class RemoteKiosk implements KioskLink {
+  readonly id: string;
+  readonly node: string;
+  readonly closed: Promise<Error>;
+  #closeReason: Error | undefined;
+  #resolve!: (reason: Error) => void;
+  readonly #wslis: Server;
+
+  constructor(wslis: Server, id: string, node: string) {
+    this.#wslis = wslis;
+    this.id = id;
+    this.node = node;
+    this.closed = new Promise((resolve) => (this.#resolve = resolve));
+  }
+
+  get closeReason(): Error | undefined {
+    return this.#closeReason;
+  }
+
+  gone(reason: Error): void {
+    this.#closeReason ??= reason;
+    this.#resolve(reason);
+  }
+
+  fetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
+    return this.#wslis.fetch(this.id, input, init);
+  }
+
+  ping(): Promise<number> {
+    return Promise.reject(new Error(`device ${this.id} is on node ${this.node}: pings stay on its node`));
+  }
+
+  close(): void {
+    throw new ApiError(409, "remote_device", `device ${this.id} is connected to node ${this.node}; disconnect it there`);
+  }
 }
 
 /** Largest request body the API reads, in bytes (an HTML display is at most 256 K characters). */
@@ -75,11 +123,26 @@ export class DemoApi {
   readonly #streams = new Set<ServerResponse>();
   readonly #deviceTimeout: number;
   readonly #log: (line: string) => void;
-  readonly #timers: ReturnType<typeof setInterval>[] = [];
+  readonly #timers: (ReturnType<typeof setInterval> | ReturnType<typeof setTimeout>)[] = [];
+  readonly #wslis: Server;
 
   constructor(wslis: Server, options: ApiOptions = {}) {
+    this.#wslis = wslis;
     this.#deviceTimeout = options.deviceTimeout ?? 10_000;
     this.#log = options.log ?? (() => {});
+    // Kiosks of the other nodes (with a cluster): listed from the fleet, kept by its events.
+    for (const type of ["connect", "replace"] as const) {
+      wslis.fleetEvents.addEventListener(type, (event) => {
+        const { id, node, connectedAt } = event.detail;
+        if (node !== wslis.nodeId) this.#remoteConnected(id, node, connectedAt);
+      });
+    }
+    wslis.fleetEvents.addEventListener("disconnect", (event) => {
+      const { id, node, reason } = event.detail;
+      const device = this.#devices.get(id);
+      if (device?.dialer instanceof RemoteKiosk && device.dialer.node === node) this.#disconnected(device.dialer, new Error(reason ?? "left"));
+    });
+    if (wslis.nodeId !== "local") this.#listFleet();
     wslis.addEventListener("connect", (event) => this.#connected((event as CustomEvent<{ dialer: Dialer }>).detail.dialer));
     wslis.addEventListener("disconnect", (event) => {
       const { dialer, reason } = (event as CustomEvent<{ dialer: Dialer; reason: Error }>).detail;
@@ -91,6 +154,23 @@ export class DemoApi {
     );
   }
 
+  /** Lists the other nodes' kiosks once the cluster answers (Redis may still be connecting), retrying every second. */
+  #listFleet(): void {
+    void (async () => {
+      for await (const record of this.#wslis.fleet()) {
+        if (record.node !== this.#wslis.nodeId && !this.#devices.has(record.id)) {
+          this.#remoteConnected(record.id, record.node, record.connectedAt);
+        }
+      }
+    })().catch(() => {
+      const timer = setTimeout(() => {
+        this.#timers.splice(this.#timers.indexOf(timer), 1);
+        this.#listFleet();
+      }, 1000);
+      this.#timers.push(timer);
+    });
+  }
+
   /** Connected devices, oldest first. */
   list(): DeviceInfo[] {
     return [...this.#devices.values()].map((d) => d.info);
@@ -99,6 +179,7 @@ export class DemoApi {
   /** Ends the event streams and timers (the wslis server is closed by its owner). */
   close(): void {
     for (const timer of this.#timers) clearInterval(timer);
+    this.#timers.length = 0;
     for (const stream of this.#streams) stream.end();
     this.#streams.clear();
   }
@@ -262,6 +343,22 @@ export class DemoApi {
     }
   }
 
+  #remoteConnected(id: string, node: string, connectedAt: number | undefined): void {
+    const previous = this.#devices.get(id);
+    if (previous?.dialer instanceof RemoteKiosk) previous.dialer.gone(new Error(`device ${id} moved to node ${node}`));
+    const info: DeviceInfo = {
+      id,
+      connectedAt: new Date(connectedAt ?? Date.now()).toISOString(),
+      remoteAddress: null,
+      userAgent: null,
+      display: null,
+      viewport: null,
+      rtt: null,
+      node,
+    };
+    this.#added({ dialer: new RemoteKiosk(this.#wslis, id, node), info });
+  }
+
   #connected(dialer: Dialer): void {
     const info: DeviceInfo = {
       id: dialer.id,
@@ -271,10 +368,17 @@ export class DemoApi {
       display: null,
       viewport: null,
       rtt: null,
+      ...(this.#wslis.nodeId === "local" ? {} : { node: this.#wslis.nodeId }),
     };
-    const device = { dialer, info };
+    const previous = this.#devices.get(dialer.id);
+    if (previous?.dialer instanceof RemoteKiosk) previous.dialer.gone(new Error(`device ${dialer.id} moved to this node`));
+    this.#added({ dialer, info });
+  }
+
+  #added(device: Device): void {
+    const { dialer, info } = device;
     this.#devices.set(dialer.id, device);
-    this.#log(`device ${dialer.id} connected from ${info.remoteAddress ?? "?"}`);
+    this.#log(`device ${dialer.id} connected ${info.remoteAddress ? `from ${info.remoteAddress}` : `to node ${info.node ?? "?"}`}`);
     this.#broadcast();
     // Learn what it shows; the list is already out, this only fills in details.
     this.#status(device, new AbortController().signal).catch((error: unknown) => {
@@ -283,15 +387,16 @@ export class DemoApi {
     void this.#ping(device);
   }
 
-  #disconnected(dialer: Dialer, reason: Error): void {
+  #disconnected(dialer: KioskLink, reason: Error): void {
     if (this.#devices.get(dialer.id)?.dialer !== dialer) return; // replaced by a newer connection
     this.#devices.delete(dialer.id);
+    if (dialer instanceof RemoteKiosk) dialer.gone(reason);
     this.#log(`device ${dialer.id} disconnected: ${reason.message}`);
     this.#broadcast();
   }
 
   /** Changes the listed details of `id` (only while `dialer`, when given, is still its connection). */
-  #update(id: string, patch: Partial<DeviceInfo>, dialer?: Dialer): void {
+  #update(id: string, patch: Partial<DeviceInfo>, dialer?: KioskLink): void {
     const device = this.#devices.get(id);
     if (!device || (dialer && device.dialer !== dialer)) return;
     const before = JSON.stringify(device.info);

@@ -4,6 +4,8 @@
  *
  *   npm start                      # http://localhost:8080
  *   PORT=9000 npm start            # or: node --import tsx demo/server.ts --port 9000 --host 0.0.0.0
+ *   REDIS_URL=redis://localhost:6379 npm start                    # node 1 of a cluster
+ *   REDIS_URL=redis://localhost:6379 npm start -- --port 8081     # node 2: same fleet
  *
  * Programmatic use (the end-to-end test): `const demo = await startDemo({ port: 0 }); ...; await demo.close()`.
  */
@@ -27,6 +29,13 @@ export interface DemoOptions {
   deviceTimeout?: number;
   /** Where progress lines go. Default console.log; pass `() => {}` for silence. */
   log?: (line: string) => void;
+  /**
+   * Join a cluster of demo nodes on this Redis (URL); each node's console lists and drives every kiosk.
+   * Default: none, this server alone. `npm start` takes it from REDIS_URL.
+   */
+  redis?: string;
+  /** The cluster secret shared by the nodes. Default: WSLIS_CLUSTER_SECRET, else a fixed one fit only for a demo on one machine. */
+  clusterSecret?: string;
 }
 
 export interface Demo {
@@ -65,22 +74,16 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
   const log = options.log ?? ((line: string) => console.log(line));
   await ensureDemoBuilt(log);
 
-  const wslis = new Server(() => {}, {
-    path: "/wslis",
-    // The demo's own shutdown should be quick: in-flight screenshots get this long, in ms.
-    drainTimeout: 1000,
-    logger: { warn: () => {}, error: (message, ...details) => log(`wslis: ${message} ${details.map(String).join(" ")}`) },
-  });
-  const api = new DemoApi(wslis, { deviceTimeout: options.deviceTimeout, log });
+  // With a cluster, the other nodes need this node's URL: listen first, then make the server.
+  let api: DemoApi | undefined;
   const http = createServer((request, response) => {
-    serve(request, response, api).catch((error: unknown) => {
+    if (wslis.handleRequest(request, response)) return; // node-to-node requests of the cluster
+    serve(request, response, api!).catch((error: unknown) => {
       log(`demo: ${request.method} ${request.url} failed: ${error instanceof Error ? error.message : String(error)}`);
       if (!response.headersSent) sendJson(response, 500, { error: "internal", message: "the demo server failed" });
       else response.destroy();
     });
   });
-  http.on("upgrade", (request, socket, head) => wslis.handleUpgrade(request, socket, head));
-
   await new Promise<void>((resolve, reject) => {
     http.once("error", reject);
     http.listen(options.port ?? 8080, options.host ?? "localhost", () => {
@@ -91,6 +94,27 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
   const { port } = http.address() as AddressInfo;
   const host = options.host ?? "localhost";
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const reachable = host === "0.0.0.0" || host === "::" ? `http://localhost:${port}` : url;
+
+  const wslis: Server = new Server(() => {}, {
+    ...(options.redis
+      ? {
+          cluster: {
+            redis: options.redis,
+            nodeId: `demo-${port}`,
+            advertise: reachable,
+            secret: options.clusterSecret ?? process.env.WSLIS_CLUSTER_SECRET ?? "wslis-demo-secret-for-one-machine",
+            ttl: 5000,
+          },
+        }
+      : {}),
+    path: "/wslis",
+    // The demo's own shutdown should be quick: in-flight screenshots get this long, in ms.
+    drainTimeout: 1000,
+    logger: { warn: () => {}, error: (message, ...details) => log(`wslis: ${message} ${details.map(String).join(" ")}`) },
+  });
+  api = new DemoApi(wslis, { deviceTimeout: options.deviceTimeout, log });
+  http.on("upgrade", (request, socket, head) => wslis.handleUpgrade(request, socket, head));
 
   let closing: Promise<void> | undefined;
   return {
@@ -101,7 +125,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     wslis,
     close() {
       closing ??= (async () => {
-        api.close();
+        api!.close();
         await wslis.close();
         http.closeAllConnections();
         await new Promise<void>((resolve) => http.close(() => resolve()));
@@ -174,7 +198,7 @@ async function main(): Promise<void> {
   }
   let demo: Demo;
   try {
-    demo = await startDemo(settings);
+    demo = await startDemo({ ...settings, ...(process.env.REDIS_URL ? { redis: process.env.REDIS_URL } : {}) });
   } catch (error) {
     const code = (error as { code?: string }).code;
     const hint =
@@ -192,6 +216,9 @@ async function main(): Promise<void> {
       `  Kiosk page:     ${demo.kioskUrl("lobby")}   (or ${demo.kioskUrl()} for a generated id)`,
       `  Admin console:  ${demo.adminUrl}`,
       `  HTTP API:       ${demo.url}/api/devices`,
+      ...(process.env.REDIS_URL
+        ? [`  Cluster node:   ${demo.wslis.nodeId} on ${process.env.REDIS_URL} (start another: REDIS_URL=… npm start -- --port ${demo.port + 1})`]
+        : []),
       "",
       "  Open a kiosk page or two, then the admin console. Ctrl-C stops.",
       "",

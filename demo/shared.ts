@@ -151,4 +151,6 @@ export interface DeviceInfo {
   viewport: KioskStatus["viewport"] | null;
   /** Last round trip measured by the server's ping, in ms. */
   rtt: number | null;
+  /** The server node the kiosk is connected to (with several nodes on Redis); absent on a single node. */
+  node?: string;
 }

@@ -141,7 +141,7 @@ function renderList(): void {
         },
         h("div", { class: "device-top" }, h("span", { class: "dot" }), h("span", { class: "device-id" }, device.id)),
         h("div", { class: "device-display" }, device.display ? describeDisplay(device.display) : "…"),
-        h("div", { class: "device-meta" }, [device.remoteAddress, rttText(device.rtt), `up ${since(device.connectedAt)}`].filter(Boolean).join(" · ")),
+        h("div", { class: "device-meta" }, [device.node ? `node ${device.node}` : null, device.remoteAddress, rttText(device.rtt), `up ${since(device.connectedAt)}`].filter(Boolean).join(" · ")),
       ) as HTMLElement;
       item.addEventListener("click", () => select(device.id));
       item.addEventListener("keydown", (event) => event.key === "Enter" && select(device.id));
@@ -244,7 +244,8 @@ class DetailView {
     }
     const facts: [string, string][] = [
       ["Connected", `${since(info.connectedAt)} ago`],
-      ["Address", info.remoteAddress ?? "unknown"],
+      ...(info.node ? ([["Node", info.node]] as [string, string][]) : []),
+      ["Address", info.remoteAddress ?? (info.node ? "on its node" : "unknown")],
       ["Viewport", info.viewport ? `${info.viewport.width} × ${info.viewport.height} @${info.viewport.devicePixelRatio}x` : "…"],
       ["Round trip", rttText(info.rtt) ?? "…"],
       ["Browser", browserName(info.userAgent)],
