@@ -13,6 +13,6 @@ export type { FleetConn } from "./cluster/fleet.js";
 export { RTT_BUCKETS } from "./metrics.js";
 export type { MetricsSnapshot } from "./metrics.js";
 export * from "../src/errors.js";
-export { CloseCode } from "../src/transport.js";
+export { CloseCode } from "../src/close-codes.js";
 export { Session } from "../src/yamux/session.js";
 export type { SessionOptions } from "../src/yamux/session.js";

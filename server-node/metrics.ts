@@ -68,11 +68,12 @@ export class Metrics {
             sink.data(chunk);
           },
         }),
-      write: (header, body) => {
-        this.#bytesOut += header.length + (body?.length ?? 0);
-        return transport.write(header, body);
+      send: (message, onSent) => {
+        this.#bytesOut += message.length;
+        return transport.send(message, onSent);
       },
       close: (reason) => transport.close(reason),
+      allocate: transport.allocate?.bind(transport),
     };
   }
 

@@ -13,11 +13,12 @@ import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import WebSocket, { WebSocketServer } from "ws";
 import { SessionClosedError } from "../src/errors.js";
+import { CloseCode, closeCodeFor, closeError } from "../src/close-codes.js";
 import { reasonPhrase } from "../src/http/head.js";
-import { CloseCode, webSocketTransport } from "../src/transport.js";
-import { HEADER_SIZE } from "../src/yamux/frame.js";
+import { webSocketTransport } from "../src/transport.js";
+import { maxIncomingMessageBytes } from "../src/yamux/outbox.js";
 import { Session, sessionSettings, type SessionOptions } from "../src/yamux/session.js";
-import { nodeTransportOptions } from "./device.js";
+import { nodeClock, nodeTransportOptions } from "./node-transport.js";
 import { Dialer, type DialOptions } from "./dialer.js";
 import type { DeviceRecord, Directory, FleetEvents } from "./cluster/directory.js";
 import type { NodeEndpoint } from "./cluster/endpoint.js";
@@ -227,8 +228,8 @@ export class Server extends EventTarget {
     const window = sessionSettings({ ...options.session, role: "client" }).maxStreamWindow;
     this.#wss = new WebSocketServer({
       noServer: true,
-      // A yamux frame is at most one (largest) window of data plus its header; our peers send no more per message.
-      maxPayload: window + HEADER_SIZE + 1024,
+      // What wslis sends in one message (1 MiB), or a Go peer's Data body of up to the largest window.
+      maxPayload: maxIncomingMessageBytes(window),
       perMessageDeflate: false,
       handleProtocols: (protocols, request) => {
         if (this.#options.selectProtocol) return this.#options.selectProtocol(protocols, request);
@@ -363,9 +364,18 @@ export class Server extends EventTarget {
       return;
     }
     const id = device ? device.id : this.#identify(request);
-    const session = new Session(this.#metrics.count(webSocketTransport(ws, { ...nodeTransportOptions, peer: "device" })), {
+    const transport = webSocketTransport(ws, {
+      ...nodeTransportOptions,
+      clock: this.#options.session?.timers ?? nodeClock,
+      closeCode: closeCodeFor,
+      closeError: (code, reason) => closeError(code, reason, "device"),
+    });
+    const session = new Session(this.#metrics.count(transport), {
+      timers: nodeClock,
       ...this.#options.session,
       role: "client",
+      // The server never accepts streams a device opens: refuse each at once (RST), keep none.
+      acceptBacklog: 0,
     });
     session.addEventListener("rtt", (event) => this.#metrics.rtt((event as CustomEvent<number>).detail));
     const dialer = new Dialer(session, request, id, ws.protocol, {

@@ -13,13 +13,15 @@ import {
   WslisError,
   abortReason,
 } from "./errors.js";
+import { CloseCode, closeCodeFor, closeError } from "./close-codes.js";
 import {
-  CloseCode,
   webSocketTransport,
   type WebSocketConstructor,
   type WebSocketLike,
   type WebSocketTransportOptions,
 } from "./transport.js";
+import type { Clock } from "./yamux/clock.js";
+import { maxIncomingMessageBytes } from "./yamux/outbox.js";
 import { Session, sessionSettings, type SessionOptions, type Transport } from "./yamux/session.js";
 import type { Stream } from "./yamux/stream.js";
 
@@ -81,11 +83,15 @@ export interface Platform {
     protocols: string[],
     headers: Headers | undefined,
     refused: (status: number) => void,
+    /** `maxPayload`: the largest message the session accepts, in bytes, for runtimes that can enforce it. */
+    limits: { maxPayload: number },
   ): WebSocketLike;
   /** False in browsers: they cannot send WebSocket headers. */
   canSendHeaders: boolean;
   /** How this runtime's sockets are best wrapped (binary type, allocation, backpressure). */
   transportOptions?: WebSocketTransportOptions;
+  /** This runtime's timers and end-of-turn flush, for sessions and transports (`session.timers` wins). */
+  clock?: Clock;
 }
 
 /** Events of a {@link Listener}. */
@@ -240,7 +246,7 @@ export class Listener extends EventTarget implements AsyncIterable<Conn> {
     this.#dialing = dialing;
     try {
       const transport = await openWebSocket(this.#platform, this.#options, url.href, protocols, headers, dialing.signal);
-      return new Session(transport, { ...this.#options.session, role: "server" });
+      return new Session(transport, { timers: this.#platform.clock, ...this.#options.session, role: "server" });
     } finally {
       this.#dialing = undefined;
     }
@@ -389,12 +395,20 @@ function openWebSocket(
   const timeout = options.handshakeTimeout ?? 10_000;
   const Ctor = (options.WebSocket ?? platform.WebSocket)!;
   return new Promise<Transport>((resolve, reject) => {
-    const ws = platform.open(Ctor, url, protocols, headers, (status) => fail(refusal(url, status)));
+    const maxPayload = maxIncomingMessageBytes(sessionSettings({ ...options.session, role: "server" }).maxStreamWindow);
+    const ws = platform.open(Ctor, url, protocols, headers, (status) => fail(refusal(url, status)), { maxPayload });
     const timer = setTimeout(() => fail(new TimeoutError(`WebSocket handshake with ${redact(url)}`, timeout)), timeout);
     const onAbort = () => fail(abortReason(signal));
     const onOpen = () => {
       cleanup();
-      resolve(webSocketTransport(ws, platform.transportOptions));
+      resolve(
+        webSocketTransport(ws, {
+          clock: options.session?.timers ?? platform.clock,
+          ...platform.transportOptions,
+          closeCode: closeCodeFor,
+          closeError: (code, reason) => closeError(code, reason, "server"),
+        }),
+      );
     };
     const onError = () => {
       // The close event that follows may say more; wait a tick for it.

@@ -11,6 +11,7 @@ import { GoAwayCode } from "./yamux/frame.js";
 /** Codes of {@link WslisError}. Stable: match on these, not on messages. */
 export type ErrorCode =
   | "ERR_PROTOCOL"
+  | "ERR_ABUSIVE_PEER"
   | "ERR_STREAM_RESET"
   | "ERR_STREAM_CLOSED"
   | "ERR_SESSION_CLOSED"
@@ -48,9 +49,25 @@ export class WslisError extends Error {
 export class ProtocolError extends WslisError {
   override name = "ProtocolError";
   readonly goAwayCode: GoAwayCode;
-  constructor(message: string, goAwayCode: GoAwayCode = GoAwayCode.ProtocolError) {
-    super("ERR_PROTOCOL", `yamux protocol error: ${message}`);
+  constructor(
+    message: string,
+    goAwayCode: GoAwayCode = GoAwayCode.ProtocolError,
+    code: "ERR_PROTOCOL" | "ERR_ABUSIVE_PEER" = "ERR_PROTOCOL",
+  ) {
+    super(code, `yamux protocol error: ${message}`);
     this.goAwayCode = goAwayCode;
+  }
+}
+
+/**
+ * The peer sent more than a well-behaved peer ever does: more frames in one WebSocket message than
+ * `maxFramesPerMessage`, or more refused streams than `maxPendingReplies` while not reading our answers.
+ * Code `ERR_ABUSIVE_PEER`; the session answers with GoAway(protocol error) and closes (WebSocket 1008).
+ */
+export class AbusivePeerError extends ProtocolError {
+  override name = "AbusivePeerError";
+  constructor(message: string) {
+    super(message, GoAwayCode.ProtocolError, "ERR_ABUSIVE_PEER");
   }
 }
 

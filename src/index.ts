@@ -3,12 +3,15 @@
  * streams the server opens. Node gets the same API from its own entry, with `ws` as the WebSocket.
  */
 
+import { messageChannelDefer, systemClock } from "./yamux/clock.js";
 import { dialAndListen as dial, listen as listenOn, Listener, type DialOptions, type Platform } from "./client.js";
 
 export const browserPlatform: Platform = {
   WebSocket: globalThis.WebSocket as Platform["WebSocket"],
   canSendHeaders: false,
   open: (WebSocket, url, protocols) => new WebSocket(url, protocols),
+  // The outbox flushes in a task of its own: not throttled in hidden tabs, unlike timers.
+  clock: { ...systemClock, defer: messageChannelDefer() },
 };
 
 /**
@@ -31,10 +34,12 @@ export function listen(url: string | URL, options: DialOptions = {}): Listener {
 export { Listener };
 export type { Conn, DialOptions, ReconnectOptions, Provider, ListenerEventMap, Platform } from "./client.js";
 export * from "./errors.js";
-export { CloseCode, webSocketTransport } from "./transport.js";
+export { CloseCode } from "./close-codes.js";
+export { webSocketTransport } from "./transport.js";
 export type { WebSocketLike, WebSocketConstructor, WebSocketTransportOptions } from "./transport.js";
 export { Session } from "./yamux/session.js";
 export type { SessionOptions, Transport, TransportSink, Timers, Logger } from "./yamux/session.js";
+export type { Clock } from "./yamux/clock.js";
 export { Stream, StreamState } from "./yamux/stream.js";
 export { Flag, FrameType, GoAwayCode, INITIAL_WINDOW } from "./yamux/frame.js";
 export { serveHttp } from "./http/server.js";

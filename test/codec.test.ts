@@ -8,12 +8,12 @@ import {
   FrameType,
   GoAwayCode,
   HEADER_SIZE,
-  describeFrame,
   encodeHeader,
   hasFlag,
   readHeader,
   type Frame,
 } from "../src/yamux/frame.js";
+import { decodeEach, describeFrame } from "./helpers/frames.js";
 import { randomBytes, seeded } from "./helpers/memory.js";
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
@@ -42,7 +42,7 @@ function concat(parts: Uint8Array[]): Uint8Array {
 
 function decodeAll(decoder: Decoder, chunks: Uint8Array[]): Frame[] {
   const frames: Frame[] = [];
-  for (const chunk of chunks) frames.push(...decoder.decode(chunk));
+  for (const chunk of chunks) frames.push(...decodeEach(decoder, chunk));
   return frames;
 }
 
@@ -217,7 +217,7 @@ describe("incremental decoder", () => {
       fc.property(fc.array(fc.uint8Array({ maxLength: 64 }), { maxLength: 20 }), (chunks) => {
         const decoder = new Decoder({ maxDataLength: 4096 });
         try {
-          for (const chunk of chunks) for (const frame of decoder.decode(chunk)) assert.ok(frame.type <= 3);
+          for (const chunk of chunks) for (const frame of decodeEach(decoder, chunk)) assert.ok(frame.type <= 3);
         } catch (error) {
           assert.ok(error instanceof ProtocolError, String(error));
         }

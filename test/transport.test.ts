@@ -1,247 +1,337 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
+import { CloseCode, closeCodeFor } from "../src/close-codes.js";
+import { ProtocolError } from "../src/errors.js";
 import { webSocketTransport, type WebSocketLike } from "../src/transport.js";
 import { Decoder } from "../src/yamux/decode.js";
-import { FrameType, Flag, encodeHeader } from "../src/yamux/frame.js";
+import { Flag, FrameType } from "../src/yamux/frame.js";
+import { MAX_MESSAGE_FRAMES, Outbox, type MessageSink } from "../src/yamux/outbox.js";
+import { BufferPool } from "../src/yamux/pool.js";
+import { FakeClock } from "./helpers/clock.js";
+import { decodeFrames } from "./helpers/frames.js";
 import { randomBytes } from "./helpers/memory.js";
 
 /**
- * A WebSocket stand-in that "writes" a message only when the test says so: its bytes are captured at
- * that moment (as a socket would read them), and only then does the send callback run.
+ * A transport stand-in that "writes" a message only when the test says so: its bytes are captured at
+ * that moment (as a socket would read them), and only then does the sent callback run.
  */
-class SlowSocket implements WebSocketLike {
-  binaryType = "nodebuffer";
-  bufferedAmount = 0;
-  readyState = 1;
-  protocol = "";
-  readonly queued: { data: Uint8Array; callback?: () => void }[] = [];
+class SlowSink implements MessageSink {
+  readonly queued: { data: Uint8Array; onSent: () => void }[] = [];
   readonly wire: Uint8Array[] = [];
-  closedWith: number | undefined;
-  send(data: Uint8Array, callback?: () => void): void {
-    this.queued.push({ data, callback });
+  /** What send() returns: false makes the outbox hold its messages until drain(). */
+  accept = true;
+  send(data: Uint8Array, onSent: () => void): boolean {
+    this.queued.push({ data, onSent });
+    return this.accept;
   }
   /** Writes out every queued message, in order. */
   flushAll(): void {
-    for (const { data, callback } of this.queued.splice(0)) {
+    for (const { data, onSent } of this.queued.splice(0)) {
       this.wire.push(data.slice());
-      callback?.();
+      onSent();
     }
   }
-  close(code?: number): void {
-    this.closedWith = code;
-  }
-  addEventListener(): void {}
-  removeEventListener(): void {}
 }
 
 const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+function outbox(options: { slab?: number; keep?: number; maxPendingReplies?: number; clock?: FakeClock; allocate?: (n: number) => Uint8Array } = {}) {
+  const sink = new SlowSink();
+  const clock = options.clock ?? new FakeClock();
+  const pool = new BufferPool({ size: options.slab ?? 64 * 1024, keep: options.keep ?? 8, clock, allocate: options.allocate });
+  let drains = 0;
+  const box = new Outbox({
+    sink,
+    pool,
+    defer: (fn) => void setImmediate(fn),
+    maxPendingReplies: options.maxPendingReplies ?? 1024,
+    maxFrameSize: (options.slab ?? 64 * 1024) - 12,
+    onDrain: () => drains++,
+  });
+  return { sink, pool, box, clock, drains: () => drains };
+}
 
 /** The frames on the wire as [type, flags, streamID, length], and the Data bytes each stream carried. */
 function readWire(wire: Uint8Array[]): { frames: number[][]; bytes: Map<number, Buffer> } {
   const frames: number[][] = [];
   const parts = new Map<number, Buffer[]>();
-  for (const frame of new Decoder({ maxDataLength: 1 << 20 }).decode(Buffer.concat(wire))) {
+  for (const frame of decodeFrames(new Decoder({ maxDataLength: 1 << 20 }), Buffer.concat(wire))) {
     frames.push([frame.type, frame.flags, frame.streamID, frame.length]);
     if (frame.type === FrameType.Data) parts.set(frame.streamID, [...(parts.get(frame.streamID) ?? []), Buffer.from(frame.body)]);
   }
   return { frames, bytes: new Map([...parts].map(([id, list]) => [id, Buffer.concat(list)])) };
 }
 
-test("coalescing: frames of one turn leave as one message, slabs are reused only once written, control frames at once", async () => {
-  const ws = new SlowSocket();
-  const transport = webSocketTransport(ws, {
-    sendCallbacks: true,
-    coalesce: { bytes: 64 * 1024, defer: setImmediate },
-    highWaterMark: 1 << 30,
-  });
-  transport.start({ data() {}, drain() {}, close() {} });
-
+test("outbox: frames of one turn leave as one message, control frames ride along, buffers are reused only once written", async () => {
+  const { sink, pool, box } = outbox();
   const sent = new Map<number, Uint8Array[]>();
-  const frame = (type: FrameType, flags: number, id: number, body?: Uint8Array) => {
-    if (body) sent.set(id, [...(sent.get(id) ?? []), body.slice()]);
-    transport.write(encodeHeader(type, flags, id, body?.length ?? 0), body);
+  const data = (id: number, body: Uint8Array) => {
+    sent.set(id, [...(sent.get(id) ?? []), body.slice()]);
+    box.data(id, body);
   };
   // Turn 1: three data frames, written while nothing has left yet; the caller reuses its buffer at once.
   const scratch = new Uint8Array(20_000);
   for (let i = 0; i < 3; i++) {
     scratch.set(randomBytes(scratch.length, i));
-    frame(FrameType.Data, 0, 1, scratch);
+    data(1, scratch);
   }
-  assert.equal(ws.queued.length, 0, "data waits for the end of the turn");
+  assert.equal(sink.queued.length, 0, "data waits for the end of the turn");
   await turn();
-  assert.equal(ws.queued.length, 1, "one message for the turn");
-  // Turn 2: more data than a slab holds, while the first slab is still in flight (not written out).
-  for (let i = 3; i < 8; i++) frame(FrameType.Data, 0, 1, randomBytes(20_000, i));
-  // A control frame flushes at once, after the data before it.
-  frame(FrameType.WindowUpdate, Flag.ACK, 2, undefined);
-  assert.ok(ws.queued.length >= 3, "the control frame went out with what preceded it");
-  const bigBody = randomBytes(100_000, 99); // larger than a slab: a message of its own
-  frame(FrameType.Data, 0, 3, bigBody);
+  assert.equal(sink.queued.length, 1, "one message for the turn");
+  // Turn 2: more data than a buffer holds, while the first buffer is still in flight (not written out).
+  for (let i = 3; i < 8; i++) data(1, randomBytes(20_000, i));
+  // A control frame rides in the same message, after the data before it.
+  box.control(FrameType.WindowUpdate, Flag.ACK, 2, 0);
+  assert.equal(sink.queued.length, 2, "a full buffer left at once; the control frame waits for the turn's end");
+  data(3, randomBytes(50_000, 99)); // does not fit behind: the message is cut and it starts the next one
   await turn();
-  ws.flushAll();
-  // Turn 3: with everything written, slabs are reused; their old bytes must not leak into new messages.
-  for (let i = 8; i < 12; i++) frame(FrameType.Data, 0, 5, randomBytes(30_000, i));
-  transport.close(); // flushes what is pending before the close
-  ws.flushAll();
-  assert.equal(ws.closedWith, 1000);
+  const allocated = pool.allocations;
+  sink.flushAll();
+  // Turn 3: with everything written, buffers are reused; their old bytes must not leak into new messages.
+  for (let i = 8; i < 12; i++) data(5, randomBytes(30_000, i));
+  box.close(); // sends what is pending
+  sink.flushAll();
+  assert.equal(pool.allocations, allocated, "buffers written out are reused");
 
-  const { frames, bytes } = readWire(ws.wire);
-  // A stream's consecutive Data frames in one message became one frame; a full slab, a control frame
-  // and the end of the turn each end the frame.
+  const { frames, bytes } = readWire(sink.wire);
+  // A stream's consecutive Data frames in one message became one frame; a full buffer and the end of
+  // the turn each end the frame, a control frame ends the joining.
   const D = FrameType.Data;
   assert.deepEqual(frames, [
     [D, 0, 1, 60_000],
     [D, 0, 1, 60_000],
     [D, 0, 1, 40_000],
     [FrameType.WindowUpdate, Flag.ACK, 2, 0],
-    [D, 0, 3, 100_000],
+    [D, 0, 3, 50_000],
     [D, 0, 5, 60_000],
     [D, 0, 5, 60_000],
   ]);
+  assert.equal(sink.wire.length, 6, "messages: turn 1, two cut full, the rest of turn 2, two in turn 3");
   for (const [id, bodies] of sent) {
     assert.equal(Buffer.compare(bytes.get(id)!, Buffer.concat(bodies)), 0, `stream ${id} carried exactly its bytes, in order`);
   }
-  assert.equal(Buffer.concat(ws.wire).length, 12 * 7 + 380_000, "nothing else is on the wire");
+  assert.equal(Buffer.concat(sink.wire).length, 12 * 7 + 330_000, "nothing else is on the wire");
 });
 
-test("coalescing joins only plain Data frames of one stream that follow each other", async () => {
-  const ws = new SlowSocket();
-  const transport = webSocketTransport(ws, { sendCallbacks: true, coalesce: { bytes: 1 << 20, defer: setImmediate } });
-  transport.start({ data() {}, drain() {}, close() {} });
-  const data = (flags: number, id: number, size: number, seed: number) =>
-    transport.write(encodeHeader(FrameType.Data, flags, id, size), randomBytes(size, seed));
-  data(0, 1, 1000, 1);
-  data(0, 3, 1000, 2); // another stream: a frame of its own
-  data(0, 1, 1000, 3); // stream 1 again, but not right after its previous frame
-  data(0, 1, 1000, 4); // joins the previous one
-  data(Flag.FIN, 1, 1000, 5); // a flag: a frame of its own (it must stay on its bytes)
-  data(0, 1, 1000, 6); // after a frame with flags: a frame of its own
+test("outbox: joins only Data frames of one stream that follow each other; a stream's credits in one message become one WindowUpdate", async () => {
+  const { sink, box } = outbox({ slab: 1 << 20 });
+  const data = (id: number, size: number, seed: number) => box.data(id, randomBytes(size, seed));
+  data(1, 1000, 1);
+  box.control(FrameType.WindowUpdate, 0, 1, 100);
+  data(3, 1000, 2); // another stream: a frame of its own
+  data(1, 1000, 3); // stream 1 again, but not right after its previous frame
+  data(1, 1000, 4); // joins the previous one
+  box.control(FrameType.WindowUpdate, 0, 1, 50); // added to stream 1's credit above
+  box.control(FrameType.WindowUpdate, Flag.FIN, 1, 0); // a flag: a frame of its own
+  data(1, 1000, 5); // after a control frame: a frame of its own
   await turn();
-  data(0, 1, 1000, 7); // a new turn, a new message: a new frame
+  data(1, 1000, 6); // a new turn, a new message: a new frame
+  box.control(FrameType.WindowUpdate, 0, 1, 7); // a new message: a new WindowUpdate
   await turn();
-  ws.flushAll();
-  transport.close();
+  sink.flushAll();
+  box.close();
 
-  assert.equal(ws.wire.length, 2, "one message per turn");
-  const { frames, bytes } = readWire(ws.wire);
+  assert.equal(sink.wire.length, 2, "one message per turn");
+  const { frames, bytes } = readWire(sink.wire);
   const D = FrameType.Data;
+  const W = FrameType.WindowUpdate;
   assert.deepEqual(frames, [
     [D, 0, 1, 1000],
+    [W, 0, 1, 150],
     [D, 0, 3, 1000],
     [D, 0, 1, 2000],
-    [D, Flag.FIN, 1, 1000],
+    [W, Flag.FIN, 1, 0],
     [D, 0, 1, 1000],
     [D, 0, 1, 1000],
+    [W, 0, 1, 7],
   ]);
-  const expected = Buffer.concat([1, 3, 4, 5, 6, 7].map((seed) => randomBytes(1000, seed)));
+  const expected = Buffer.concat([1, 3, 4, 5, 6].map((seed) => randomBytes(1000, seed)));
   assert.equal(Buffer.compare(bytes.get(1)!, expected), 0);
 });
 
-test("coalescing (property): any frames and turns carry the same bytes per stream, flags and control frames where they were, no frame added", async () => {
-  type Op = { kind: "data"; id: number; size: number; flags: number } | { kind: "control"; id: number } | { kind: "turn" };
+test("outbox (property): any frames and turns carry the same bytes and credit per stream, control frames where they were, no frame added", async () => {
+  type Op =
+    | { kind: "data"; id: number; size: number }
+    | { kind: "control"; id: number }
+    | { kind: "credit"; id: number; delta: number }
+    | { kind: "turn" };
   const op: fc.Arbitrary<Op> = fc.oneof(
     {
       weight: 6,
-      arbitrary: fc.record({
-        kind: fc.constant("data" as const),
-        id: fc.constantFrom(1, 3, 5),
-        size: fc.integer({ min: 1, max: 70_000 }),
-        flags: fc.constantFrom(0, 0, 0, Flag.SYN, Flag.FIN),
-      }),
+      arbitrary: fc.record({ kind: fc.constant("data" as const), id: fc.constantFrom(1, 3, 5), size: fc.integer({ min: 1, max: 60_000 }) }),
     },
     { weight: 2, arbitrary: fc.record({ kind: fc.constant("control" as const), id: fc.constantFrom(1, 3, 5) }) },
+    {
+      weight: 2,
+      arbitrary: fc.record({ kind: fc.constant("credit" as const), id: fc.constantFrom(1, 3, 5), delta: fc.integer({ min: 1, max: 1 << 20 }) }),
+    },
     { weight: 1, arbitrary: fc.constant({ kind: "turn" as const }) },
   );
   await fc.assert(
     fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 40 }), fc.constantFrom(64 * 1024, 256 * 1024), async (ops, slab) => {
-      const ws = new SlowSocket();
-      const transport = webSocketTransport(ws, { sendCallbacks: true, coalesce: { bytes: slab, defer: setImmediate }, highWaterMark: 1 << 30 });
-      transport.start({ data() {}, drain() {}, close() {} });
+      const { sink, box } = outbox({ slab });
       const expected = new Map<number, Buffer[]>();
+      const expectedCredit = new Map<number, number>();
       /** Each control frame as "stream@Data bytes written before it". */
       const expectedControls: string[] = [];
-      /** Each Data frame with flags as "stream:flags@offset+length", offset within its stream. */
-      const expectedFlagged: string[] = [];
-      const streamBytes = new Map<number, number>();
       let dataBytes = 0;
-      let dataWrites = 0;
+      let writes = 0;
       for (const [seed, o] of ops.entries()) {
         if (o.kind === "turn") {
           await turn();
-          ws.flushAll();
+          sink.flushAll();
         } else if (o.kind === "data") {
           const body = randomBytes(o.size, seed);
           expected.set(o.id, [...(expected.get(o.id) ?? []), Buffer.from(body)]);
-          transport.write(encodeHeader(FrameType.Data, o.flags, o.id, o.size), body);
+          box.data(o.id, body);
           body.fill(0); // the caller may reuse its buffer at once
-          const at = streamBytes.get(o.id) ?? 0;
-          if (o.flags !== 0) expectedFlagged.push(`${o.id}:${o.flags}@${at}+${o.size}`);
-          streamBytes.set(o.id, at + o.size);
           dataBytes += o.size;
-          dataWrites++;
+          writes++;
+        } else if (o.kind === "credit") {
+          expectedCredit.set(o.id, (expectedCredit.get(o.id) ?? 0) + o.delta);
+          box.control(FrameType.WindowUpdate, 0, o.id, o.delta);
+          writes++;
         } else {
           expectedControls.push(`${o.id}@${dataBytes}`);
-          transport.write(encodeHeader(FrameType.WindowUpdate, Flag.ACK, o.id, 7), undefined);
+          box.control(FrameType.WindowUpdate, Flag.ACK, o.id, 7);
+          writes++;
         }
       }
-      transport.close();
-      ws.flushAll();
+      box.close();
+      sink.flushAll();
 
       const got = new Map<number, Buffer[]>();
+      const credit = new Map<number, number>();
       const controls: string[] = [];
-      const flagged: string[] = [];
       let seen = 0;
-      let dataFrames = 0;
-      for (const frame of new Decoder({ maxDataLength: 1 << 20 }).decode(Buffer.concat(ws.wire))) {
-        if (frame.type === FrameType.Data) {
-          const at = (got.get(frame.streamID) ?? []).reduce((n, body) => n + body.length, 0);
-          if (frame.flags !== 0) flagged.push(`${frame.streamID}:${frame.flags}@${at}+${frame.body.length}`);
-          got.set(frame.streamID, [...(got.get(frame.streamID) ?? []), Buffer.from(frame.body)]);
-          seen += frame.body.length;
-          dataFrames++;
-        } else {
-          controls.push(`${frame.streamID}@${seen}`);
+      let frames = 0;
+      for (const message of sink.wire) {
+        const creditsHere = new Set<number>();
+        for (const frame of decodeFrames(new Decoder({ maxDataLength: 1 << 20 }), message)) {
+          frames++;
+          if (frame.type === FrameType.Data) {
+            got.set(frame.streamID, [...(got.get(frame.streamID) ?? []), Buffer.from(frame.body)]);
+            seen += frame.body.length;
+          } else if (frame.flags === 0) {
+            assert.ok(!creditsHere.has(frame.streamID), "one credit frame per stream per message");
+            creditsHere.add(frame.streamID);
+            credit.set(frame.streamID, (credit.get(frame.streamID) ?? 0) + frame.length);
+          } else {
+            controls.push(`${frame.streamID}@${seen}`);
+          }
         }
       }
       for (const [id, bodies] of expected) {
         assert.equal(Buffer.compare(Buffer.concat(got.get(id) ?? []), Buffer.concat(bodies)), 0, `stream ${id} carried its bytes in order`);
       }
+      assert.deepEqual(credit, expectedCredit, "credit per stream adds up");
       assert.deepEqual(controls, expectedControls);
-      assert.deepEqual(flagged, expectedFlagged, "a frame with flags keeps them on its own bytes");
-      assert.ok(dataFrames <= dataWrites, "merging never adds a frame");
+      assert.ok(frames <= writes, "joining never adds a frame");
     }),
     { numRuns: 150 },
   );
 });
 
-test("coalescing: slabs are reused while busy and let go after a whole second idle", async () => {
-  const ws = new SlowSocket();
+test("outbox: at most MAX_MESSAGE_FRAMES frames per message", async () => {
+  const { sink, box } = outbox({ slab: 1 << 20 });
+  for (let i = 0; i < MAX_MESSAGE_FRAMES + 10; i++) box.control(FrameType.WindowUpdate, Flag.ACK, 2 * i + 1, 0);
+  await turn();
+  sink.flushAll();
+  const counts = sink.wire.map((m) => decodeFrames(new Decoder(), m).length);
+  assert.deepEqual(counts, [MAX_MESSAGE_FRAMES, 10]);
+  box.close();
+});
+
+test("outbox: while the transport is full, messages wait, pings get one pong for the latest id, refusals are budgeted", async () => {
+  const { sink, box, drains } = outbox({ maxPendingReplies: 3 });
+  sink.accept = false;
+  box.data(1, randomBytes(100));
+  await turn();
+  assert.equal(sink.queued.length, 1, "the first message went: the transport said it is full only then");
+  for (let id = 1; id <= 1000; id++) box.pong(id);
+  assert.equal(box.refuse(3), true);
+  assert.equal(box.refuse(5), true);
+  assert.equal(box.refuse(7), true);
+  await turn();
+  assert.equal(sink.queued.length, 1, "nothing more goes to a full transport");
+  assert.equal(box.queuedBytes, 36, "three RSTs wait; the pong waits as a number, not as a frame");
+  assert.equal(box.refuse(9), false, "a fourth refusal is over the budget");
+  sink.accept = true;
+  sink.flushAll();
+  box.drain();
+  assert.equal(drains(), 1, "writers were told");
+  sink.flushAll();
+  const { frames } = readWire(sink.wire);
+  assert.deepEqual(frames.slice(1), [
+    [FrameType.WindowUpdate, Flag.RST, 3, 0],
+    [FrameType.WindowUpdate, Flag.RST, 5, 0],
+    [FrameType.WindowUpdate, Flag.RST, 7, 0],
+    [FrameType.WindowUpdate, Flag.RST, 9, 0],
+    [FrameType.Ping, Flag.ACK, 0, 1000],
+  ]);
+  assert.equal(box.refuse(11), true, "the budget counts refusals still waiting, not all of them");
+  box.close();
+});
+
+test("buffer pool: reused while busy, let go after a whole idle second (injected clock, no sleeping)", async () => {
+  const clock = new FakeClock();
   let allocations = 0;
-  const transport = webSocketTransport(ws, {
-    sendCallbacks: true,
-    coalesce: { bytes: 64 * 1024, defer: setImmediate },
-    allocate: (size) => (allocations++, new Uint8Array(size)),
-  });
-  transport.start({ data() {}, drain() {}, close() {} });
+  const { sink, box } = outbox({ clock, allocate: (size) => (allocations++, new Uint8Array(size)) });
   const burst = async () => {
-    transport.write(encodeHeader(FrameType.Data, 0, 1, 1000), randomBytes(1000));
+    box.data(1, randomBytes(1000));
     await turn();
-    ws.flushAll(); // written out: the connection is idle again
+    sink.flushAll(); // written out: the connection is idle again
   };
-  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
   await burst();
   assert.equal(allocations, 1);
   await burst();
   await burst();
-  assert.equal(allocations, 1, "a busy connection reuses its slab");
+  assert.equal(allocations, 1, "a busy connection reuses its buffer");
   for (let i = 0; i < 5; i++) {
-    await sleep(300);
+    clock.advance(300);
     await burst();
   }
-  assert.equal(allocations, 1, "pauses shorter than a second, 1.5 s in all: the slab is kept");
-  await sleep(2100);
+  assert.equal(allocations, 1, "pauses shorter than a second, 1.5 s in all: the buffer is kept");
+  clock.advance(2100);
   await burst();
-  assert.equal(allocations, 2, "after a whole second idle the slab was let go, so a new one was needed");
-  transport.close();
+  assert.equal(allocations, 2, "after a whole second idle the buffer was let go, so a new one was needed");
+  box.close();
+  assert.equal(clock.pending, 0, "closing stops the pool's timer");
+});
+
+/** A WebSocket stand-in whose sends complete when the test says so. */
+class SlowSocket implements WebSocketLike {
+  binaryType = "";
+  bufferedAmount = 0;
+  readyState = 1;
+  protocol = "";
+  readonly queued: { data: Uint8Array; callback?: () => void }[] = [];
+  closedWith: [number | undefined, string | undefined] | undefined;
+  send(data: Uint8Array, callback?: () => void): void {
+    this.queued.push({ data, callback });
+  }
+  close(code?: number, reason?: string): void {
+    this.closedWith = [code, reason];
+  }
+  addEventListener(): void {}
+  removeEventListener(): void {}
+}
+
+test("webSocketTransport: backpressure from send callbacks, bytes reusable only after them, the close code it is given", () => {
+  const ws = new SlowSocket();
+  const transport = webSocketTransport(ws, { sendCallbacks: true, highWaterMark: 1000, lowWaterMark: 500, closeCode: closeCodeFor });
+  let drains = 0;
+  transport.start({ data() {}, drain: () => drains++, close() {} });
+  let sent = 0;
+  assert.equal(transport.send(new Uint8Array(600), () => sent++), true);
+  assert.equal(transport.send(new Uint8Array(600), () => sent++), false, "above the high watermark");
+  assert.equal(sent, 0, "the buffers are still the socket's");
+  ws.queued.shift()!.callback!();
+  assert.equal(sent, 1);
+  assert.equal(drains, 0, "600 bytes still unsent: above the low watermark");
+  ws.queued.shift()!.callback!();
+  assert.equal(drains, 1);
+  transport.close(new ProtocolError("test"));
+  assert.deepEqual(ws.closedWith, [CloseCode.ProtocolError, "yamux protocol error"]);
 });

@@ -29,6 +29,8 @@ export class Decoder {
   #pending: Frame | undefined;
   #body: Uint8Array = EMPTY;
   #bodyFill = 0;
+  /** Body bytes of a discarded Data frame still to pass over. */
+  #skip = 0;
 
   constructor(options: DecoderOptions = {}) {
     this.#maxDataLength = options.maxDataLength ?? 16 * 1024 * 1024;
@@ -38,11 +40,22 @@ export class Decoder {
    * Decodes `chunk`, calling `onFrame` with every frame it completes, in order. When `onFrame` returns
    * false the rest of the chunk is dropped (the session ended). Throws {@link ProtocolError} on a bad
    * header, after passing on the frames before it.
+   *
+   * `onDataHeader`, when given, sees every Data header with a body as soon as the header is read, before
+   * any of the body is kept: it may throw (a body beyond the stream's window), or return false to have
+   * the body passed over unbuffered (a stream nobody will read); such a frame reaches `onFrame` at once,
+   * with an empty body.
    */
-  feed(chunk: Uint8Array, onFrame: (frame: Frame) => boolean | void): void {
+  feed(chunk: Uint8Array, onFrame: (frame: Frame) => boolean | void, onDataHeader?: (header: FrameHeader) => boolean): void {
     let offset = 0;
     while (offset < chunk.length) {
       let frame: Frame;
+      if (this.#skip > 0) {
+        const n = Math.min(chunk.length - offset, this.#skip);
+        this.#skip -= n;
+        offset += n;
+        continue;
+      }
       if (this.#pending !== undefined) {
         frame = this.#pending;
         const length = frame.length;
@@ -78,6 +91,11 @@ export class Decoder {
         }
         this.#check(frame);
         if (frame.type === FrameType.Data && frame.length > 0) {
+          if (onDataHeader !== undefined && !onDataHeader(frame)) {
+            this.#skip = frame.length;
+            if (onFrame(frame) === false) return;
+            continue;
+          }
           if (chunk.length - offset < frame.length) {
             // The body goes on in later chunks; its buffer is allocated once some of it must be kept.
             this.#pending = frame;
@@ -91,24 +109,9 @@ export class Decoder {
     }
   }
 
-  /** Decodes `chunk` and yields every frame it completes (see {@link feed}). */
-  *decode(chunk: Uint8Array): Generator<Frame> {
-    const frames: Frame[] = [];
-    let failure: unknown;
-    try {
-      this.feed(chunk, (frame) => {
-        frames.push(frame);
-      });
-    } catch (error) {
-      failure = error;
-    }
-    yield* frames;
-    if (failure !== undefined) throw failure;
-  }
-
   /** True when no partial frame is buffered (the byte stream ended on a frame boundary). */
   get idle(): boolean {
-    return this.#pending === undefined && this.#headerFill === 0;
+    return this.#pending === undefined && this.#headerFill === 0 && this.#skip === 0;
   }
 
   #check(header: FrameHeader): void {

@@ -122,10 +122,3 @@ function readUint32(bytes: Uint8Array, at: number): number {
 export function hasFlag(flags: number, flag: Flag): boolean {
   return (flags & flag) === flag;
 }
-
-/** Human-readable frame, for logs and test failures: `Data[SYN|FIN] id=3 len=5`. */
-export function describeFrame(header: FrameHeader): string {
-  const type = Object.keys(FrameType).find((k) => FrameType[k as keyof typeof FrameType] === header.type);
-  const flags = Object.keys(Flag).filter((k) => header.flags & Flag[k as keyof typeof Flag]);
-  return `${type ?? `type${header.type}`}[${flags.join("|")}] id=${header.streamID} len=${header.length}`;
-}

@@ -7,6 +7,7 @@
  */
 
 import {
+  AbusivePeerError,
   ProtocolError,
   RemoteGoAwayError,
   SessionClosedError,
@@ -15,33 +16,44 @@ import {
   WslisError,
   abortReason,
 } from "../errors.js";
+import { systemClock, type Clock } from "./clock.js";
 import { Decoder } from "./decode.js";
 import {
   Flag,
   FrameType,
   GoAwayCode,
   INITIAL_WINDOW,
+  HEADER_SIZE,
   MAX_STREAM_ID,
-  encodeHeader,
   type Frame,
+  type FrameHeader,
 } from "./frame.js";
+import { MAX_MESSAGE_BYTES, MAX_MESSAGE_FRAMES, Outbox } from "./outbox.js";
+import { BufferPool } from "./pool.js";
 import { Stream, type StreamHost } from "./stream.js";
 
-/** What the session needs from the byte pipe under it (a WebSocket, an in-memory pair...). */
+/**
+ * What the session needs from the message pipe under it (a WebSocket, an in-memory pair...). It knows no
+ * frames: the session's outbox hands it whole messages.
+ */
 export interface Transport {
   /**
-   * Starts the transport: from now on it calls `sink.data` with every chunk received, in order;
-   * `sink.drain` when its outbound buffer falls back below its low watermark after a write returned
+   * Starts the transport: from now on it calls `sink.data` with every message received, in order;
+   * `sink.drain` when its outbound buffer falls back below its low watermark after a send returned
    * false; and `sink.close` once, when it closed or failed (with an Error saying why, if it failed).
    */
   start(sink: TransportSink): void;
   /**
-   * Sends one frame: a header and, for Data, a body. Returns false when the outbound buffer is above
-   * its high watermark; the caller then waits for `drain`.
+   * Sends one message. `onSent` runs once the transport no longer needs the bytes (they are reused for a
+   * later message): at once when it copies them, after the write otherwise, also when the connection
+   * is gone. Returns false when the outbound buffer is above its high watermark; the caller then waits
+   * for `drain`.
    */
-  write(header: Uint8Array, body?: Uint8Array): boolean;
+  send(message: Uint8Array, onSent: () => void): boolean;
   /** Closes the transport; `reason` is why the session ended (adapters map it to a close code). Idempotent. */
   close(reason?: Error): void;
+  /** Allocates a message buffer (Node: `Buffer.allocUnsafe`). Default `new Uint8Array(size)`. */
+  allocate?(size: number): Uint8Array;
 }
 
 export interface TransportSink {
@@ -50,13 +62,8 @@ export interface TransportSink {
   close(error?: Error): void;
 }
 
-/** Timer functions, injectable for tests and for pages whose timers are throttled. */
-export interface Timers {
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-  /** Milliseconds from a monotonic clock, for ping RTTs. */
-  now(): number;
-}
+/** Timers and a monotonic clock, injectable for tests and for pages whose timers are throttled. */
+export type Timers = Clock;
 
 export interface Logger {
   warn(message: string, ...details: unknown[]): void;
@@ -65,7 +72,10 @@ export interface Logger {
 export interface SessionOptions {
   /** `"client"` opens odd stream IDs (the wslis server); `"server"` opens even ones (the device). */
   role: "client" | "server";
-  /** Streams the peer opened and nobody accepted yet; a SYN beyond it is answered with RST. Default 256. */
+  /**
+   * Streams the peer opened and nobody accepted yet; a SYN beyond it is answered with RST. 0 refuses
+   * every stream the peer opens, at once (the wslis server, which never accepts, uses 0). Default 256.
+   */
   acceptBacklog?: number;
   /** Streams opened here still waiting for their ACK; `open()` waits beyond it. Default 256. */
   maxUnackedOpens?: number;
@@ -81,27 +91,36 @@ export interface SessionOptions {
    */
   maxStreamWindow?: number;
   /**
-   * Largest Data frame body a write is cut into, in bytes. Default 64 KiB. (Node's transport joins a
-   * stream's consecutive frames that leave in one message; peers bound frames by the window, not by size.)
+   * Largest Data frame body on the wire, in bytes: writes are cut into frames of at most this, and a
+   * stream's consecutive frames that leave in one message are joined up to it. At most, and by default,
+   * 1 MiB - 12 (one frame fills a message). yamux peers bound frames by the window, not by size; lower it
+   * for peers that cannot take large frames.
    */
   maxFrameSize?: number;
+  /**
+   * Frames one received WebSocket message may carry, of any kind (pings, window updates, empty data...:
+   * frames are counted, not bytes); beyond it the peer is abusive: `ERR_ABUSIVE_PEER`, GoAway(protocol
+   * error). wslis puts at most 4096 frames in a message, Go's yamux one. Default 4096.
+   */
+  maxFramesPerMessage?: number;
+  /**
+   * Replies a peer caused (RSTs refusing its streams) that may wait while it does not read them; beyond
+   * it the peer is abusive (`ERR_ABUSIVE_PEER`). Pings cost nothing here: a burst of them is answered
+   * with one pong. In frames (12 bytes each). Default 1024.
+   */
+  maxPendingReplies?: number;
   /** Interval between keepalive pings, in ms; 0 disables them. Default 30 000 (hashicorp/yamux). */
   keepAliveInterval?: number;
   /** How long a ping may go unanswered, in ms, before the peer is dead. Default 10 000. */
   keepAliveTimeout?: number;
   /** After our FIN, how long to wait for the peer's before resetting the stream, in ms; 0 = forever. Default 300 000. */
   streamCloseTimeout?: number;
-  timers?: Timers;
+  /** Timers, clock and the outbox's end-of-turn flush (see {@link Clock}). Default the runtime's. */
+  timers?: Clock;
   logger?: Logger;
   /** @internal First stream ID this side opens (tests of ID exhaustion). Must have the role's parity. */
   firstStreamID?: number;
 }
-
-const defaultTimers: Timers = {
-  setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
-  clearTimeout: (handle) => globalThis.clearTimeout(handle as ReturnType<typeof setTimeout>),
-  now: () => performance.now(),
-};
 
 interface Waiter<T> {
   resolve(value: T): void;
@@ -124,12 +143,15 @@ export class Session extends EventTarget implements StreamHost {
   readonly closed: Promise<Error>;
 
   readonly #transport: Transport;
+  readonly #outbox: Outbox;
   readonly #decoder: Decoder;
   readonly #timers: Timers;
   readonly #logger: Logger | undefined;
   readonly #acceptBacklog: number;
   readonly #maxUnackedOpens: number;
   readonly #maxStreams: number;
+  readonly #maxFramesPerMessage: number;
+  readonly #maxPendingReplies: number;
   readonly #window: number;
   readonly #maxWindow: number;
   /** The largest receive window auto-tuning gave a stream of this session so far. */
@@ -146,7 +168,6 @@ export class Session extends EventTarget implements StreamHost {
   #unackedOpens = 0;
   readonly #openWaiters: Waiter<void>[] = [];
   readonly #pings = new Map<number, PendingPing>();
-  #nextPingID = 0;
   readonly #drainWaiters: Waiter<void>[] = [];
   readonly #idleWaiters: (() => void)[] = [];
   #keepAliveTimer: unknown;
@@ -165,22 +186,38 @@ export class Session extends EventTarget implements StreamHost {
     this.#acceptBacklog = settings.acceptBacklog;
     this.#maxUnackedOpens = settings.maxUnackedOpens;
     this.#maxStreams = settings.maxStreams;
+    this.#maxFramesPerMessage = settings.maxFramesPerMessage;
+    this.#maxPendingReplies = settings.maxPendingReplies;
     this.#window = settings.streamWindow;
     this.#maxWindow = settings.maxStreamWindow;
     this.maxFrameSize = settings.maxFrameSize;
     this.#keepAliveInterval = settings.keepAliveInterval;
     this.#keepAliveTimeout = settings.keepAliveTimeout;
     this.#streamCloseTimeout = settings.streamCloseTimeout;
-    this.#timers = options.timers ?? defaultTimers;
+    this.#timers = options.timers ?? systemClock;
     this.#logger = options.logger;
     // A peer never sends a frame larger than the window it was given.
     this.#decoder = new Decoder({ maxDataLength: this.#maxWindow });
     this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
 
     this.#transport = transport;
+    const timers = this.#timers;
+    this.#outbox = new Outbox({
+      sink: transport,
+      pool: new BufferPool({
+        size: MAX_MESSAGE_BYTES,
+        keep: 2,
+        allocate: transport.allocate?.bind(transport),
+        clock: timers,
+      }),
+      defer: timers.defer ? (fn) => timers.defer!(fn) : (fn) => queueMicrotask(fn),
+      maxPendingReplies: settings.maxPendingReplies,
+      maxFrameSize: settings.maxFrameSize,
+      onDrain: () => settleAll(this.#drainWaiters),
+    });
     transport.start({
       data: (chunk) => this.#receive(chunk),
-      drain: () => settleAll(this.#drainWaiters),
+      drain: () => this.#outbox.drain(),
       close: (error) => {
         this.#transportClosed = true;
         this.close(
@@ -216,23 +253,36 @@ export class Session extends EventTarget implements StreamHost {
    */
   async open(options: { signal?: AbortSignal } = {}): Promise<Stream> {
     const { signal } = options;
-    for (;;) {
-      this.#assertCanOpen();
-      signal?.throwIfAborted();
-      if (this.#unackedOpens < this.#maxUnackedOpens) break;
-      await this.#wait(this.#openWaiters, signal);
-    }
-    if (this.#nextStreamID > MAX_STREAM_ID) {
-      throw new StreamLimitError("ERR_STREAMS_EXHAUSTED", "stream IDs are exhausted on this session; open a new one");
-    }
-    if (this.#streams.size >= this.#maxStreams) {
-      throw new StreamLimitError("ERR_TOO_MANY_STREAMS", `the session already has ${this.#maxStreams} streams`);
+    let woken = false;
+    try {
+      for (;;) {
+        this.#assertCanOpen();
+        signal?.throwIfAborted();
+        if (this.#unackedOpens < this.#maxUnackedOpens) break;
+        await this.#wait(this.#openWaiters, signal);
+        woken = true;
+      }
+      if (this.#nextStreamID > MAX_STREAM_ID) {
+        throw new StreamLimitError("ERR_STREAMS_EXHAUSTED", "stream IDs are exhausted on this session; open a new one");
+      }
+      if (this.#streams.size >= this.#maxStreams) {
+        throw new StreamLimitError("ERR_TOO_MANY_STREAMS", `the session already has ${this.#maxStreams} streams`);
+      }
+    } catch (error) {
+      // This call was woken for a free slot and does not take it: the next waiter gets the wake-up, or
+      // it would wait for an ACK that may never come.
+      if (woken) this.#wakeOpenWaiter();
+      throw error;
     }
     const stream = this.#newStream(this.#nextStreamID, false);
     this.#nextStreamID += 2;
     this.#unackedOpens++;
-    this.#write(FrameType.WindowUpdate, Flag.SYN, stream.streamID, this.#window - INITIAL_WINDOW);
+    this.#outbox.control(FrameType.WindowUpdate, Flag.SYN, stream.streamID, this.#window - INITIAL_WINDOW);
     return stream;
+  }
+
+  #wakeOpenWaiter(): void {
+    if (this.#unackedOpens < this.#maxUnackedOpens) this.#openWaiters.shift()?.resolve();
   }
 
   /** Waits for a stream the peer opens. */
@@ -249,8 +299,7 @@ export class Session extends EventTarget implements StreamHost {
     if (this.#closeReason) throw this.#closeReason;
     const { signal, timeout = this.#keepAliveTimeout } = options;
     signal?.throwIfAborted();
-    const id = this.#nextPingID;
-    this.#nextPingID = (this.#nextPingID + 1) >>> 0;
+    const id = this.#pingID();
     return new Promise<number>((resolve, reject) => {
       const timer = this.#timers.setTimeout(() => done(new TimeoutError("ping", timeout)), timeout);
       const onAbort = () => done(abortReason(signal!));
@@ -267,8 +316,19 @@ export class Session extends EventTarget implements StreamHost {
         resolve: (rtt) => done(undefined, rtt),
         reject: (error) => done(error),
       });
-      this.#write(FrameType.Ping, Flag.SYN, 0, id);
+      this.#outbox.control(FrameType.Ping, Flag.SYN, 0, id);
     });
+  }
+
+  /**
+   * An unpredictable ping id not in use: a peer that reads nothing cannot answer keepalives blind and
+   * stay registered forever.
+   */
+  #pingID(): number {
+    for (;;) {
+      const id = crypto.getRandomValues(new Uint32Array(1))[0]!;
+      if (!this.#pings.has(id)) return id;
+    }
   }
 
   /**
@@ -278,7 +338,7 @@ export class Session extends EventTarget implements StreamHost {
   goAway(code: GoAwayCode = GoAwayCode.Normal): void {
     if (this.#localGoAway || this.#closeReason) return;
     this.#localGoAway = true;
-    this.#write(FrameType.GoAway, 0, 0, code);
+    this.#outbox.control(FrameType.GoAway, 0, 0, code);
   }
 
   /** Resolves once no stream is live (or the session ended). For draining after `goAway()`. */
@@ -293,8 +353,15 @@ export class Session extends EventTarget implements StreamHost {
    */
   close(reason: Error = new SessionClosedError("ERR_SESSION_CLOSED", "the session was closed")): void {
     if (this.#closeReason) return;
-    if (!this.#transportClosed) {
+    if (this.#transportClosed) {
+      this.#outbox.abandon();
+    } else if (reason instanceof AbusivePeerError) {
+      // What was queued for an abusive peer is dropped; it gets the GoAway alone.
+      this.#localGoAway = true;
+      this.#outbox.closeWith(FrameType.GoAway, 0, 0, reason.goAwayCode);
+    } else {
       this.goAway(reason instanceof ProtocolError ? reason.goAwayCode : GoAwayCode.Normal);
+      this.#outbox.close();
     }
     this.#closeReason = reason;
     this.#timers.clearTimeout(this.#keepAliveTimer);
@@ -313,19 +380,20 @@ export class Session extends EventTarget implements StreamHost {
   // StreamHost: what streams call.
 
   sendWindowUpdate(streamID: number, flags: number, delta: number): void {
-    this.#write(FrameType.WindowUpdate, flags, streamID, delta);
+    if (this.#transportClosed) return;
+    this.#outbox.control(FrameType.WindowUpdate, flags, streamID, delta);
   }
 
   sendData(streamID: number, body: Uint8Array): Promise<void> | undefined {
     if (this.#closeReason) return Promise.reject(this.#closeReason);
-    if (this.#write(FrameType.Data, 0, streamID, body.length, body)) return undefined;
+    if (this.#outbox.data(streamID, body)) return undefined;
     return new Promise<void>((resolve, reject) => this.#drainWaiters.push({ resolve, reject }));
   }
 
   streamAcked(stream: Stream): void {
     if (stream.streamID % 2 !== this.#nextStreamID % 2) return; // the peer's stream: ACKed on arrival
     this.#unackedOpens--;
-    this.#openWaiters.shift()?.resolve();
+    this.#wakeOpenWaiter();
   }
 
   streamEnded(stream: Stream): void {
@@ -365,11 +433,20 @@ export class Session extends EventTarget implements StreamHost {
 
   #receive(chunk: Uint8Array): void {
     if (this.#closeReason) return;
+    // Frames are counted, not bytes: a message of tiny frames costs CPU and replies whatever its size.
+    let frames = 0;
     try {
-      this.#decoder.feed(chunk, (frame) => {
-        this.#handleFrame(frame);
-        return this.#closeReason === undefined;
-      });
+      this.#decoder.feed(
+        chunk,
+        (frame) => {
+          if (++frames > this.#maxFramesPerMessage) {
+            throw new AbusivePeerError(`more than ${this.#maxFramesPerMessage} frames in one message (maxFramesPerMessage)`);
+          }
+          this.#handleFrame(frame);
+          return this.#closeReason === undefined;
+        },
+        (header) => this.#admitData(header),
+      );
     } catch (error) {
       if (error instanceof ProtocolError) {
         this.#logger?.warn(`wslis: ${error.message}; closing the session`);
@@ -381,6 +458,30 @@ export class Session extends EventTarget implements StreamHost {
         this.close(internal);
       }
     }
+  }
+
+  /**
+   * Looks at a Data header before its body is kept: a body beyond the stream's receive window is a
+   * protocol error from the header alone (no buffer is allocated for it); one for a stream nobody will
+   * read (unknown: it crossed our RST; or a SYN we refuse) is passed over unbuffered.
+   */
+  #admitData(header: FrameHeader): boolean {
+    const stream = this.#streams.get(header.streamID);
+    if (header.flags & Flag.SYN) {
+      if (stream !== undefined || header.flags & Flag.RST || this.#refusing()) return false; // #handleSyn decides
+      if (header.length > this.#window) {
+        throw new ProtocolError(`stream ${header.streamID} opened with ${header.length} bytes, beyond its window of ${this.#window}`);
+      }
+      return true;
+    }
+    if (stream === undefined) return false;
+    stream.admitData(header.length);
+    return true;
+  }
+
+  /** True when a SYN arriving now would be refused. */
+  #refusing(): boolean {
+    return this.#localGoAway || this.#acceptQueue.length >= this.#acceptBacklog || this.#streams.size >= this.#maxStreams;
   }
 
   #handleFrame(frame: Frame): void {
@@ -416,18 +517,16 @@ export class Session extends EventTarget implements StreamHost {
     }
     if (this.#streams.has(streamID)) throw new ProtocolError(`duplicate SYN for stream ${streamID}`);
     if (frame.flags & Flag.RST) return;
-    if (
-      this.#localGoAway ||
-      this.#acceptQueue.length >= this.#acceptBacklog ||
-      this.#streams.size >= this.#maxStreams
-    ) {
-      this.#logger?.warn(`wslis: refusing stream ${streamID} (backlog full, stream limit or GoAway sent)`);
-      this.#write(FrameType.WindowUpdate, Flag.RST, streamID, 0);
+    if (this.#refusing()) {
+      // No log line per refusal: a peer could make us write one per 12 bytes it sends.
+      if (!this.#outbox.refuse(streamID)) {
+        throw new AbusivePeerError(`more than ${this.#maxPendingReplies} refused streams wait for a peer that does not read (maxPendingReplies)`);
+      }
       return;
     }
     const stream = this.#newStream(streamID, true);
     // ACK at once, not on first data: hashicorp/yamux closes the whole session when an ACK is late.
-    this.#write(FrameType.WindowUpdate, Flag.ACK, streamID, this.#window - INITIAL_WINDOW);
+    this.#outbox.control(FrameType.WindowUpdate, Flag.ACK, streamID, this.#window - INITIAL_WINDOW);
     stream.handleFrame(frame);
     const waiter = this.#acceptWaiters.shift();
     if (waiter) waiter.resolve(stream);
@@ -436,7 +535,7 @@ export class Session extends EventTarget implements StreamHost {
 
   #handlePing(frame: Frame): void {
     if (frame.flags & Flag.SYN) {
-      this.#write(FrameType.Ping, Flag.ACK, 0, frame.length);
+      this.#outbox.pong(frame.length);
     } else if (frame.flags & Flag.ACK) {
       const ping = this.#pings.get(frame.length);
       if (ping === undefined) return;
@@ -458,13 +557,6 @@ export class Session extends EventTarget implements StreamHost {
     this.#remoteGoAway = true;
     rejectAll(this.#openWaiters, new RemoteGoAwayError());
     this.dispatchEvent(new Event("goaway"));
-  }
-
-  // Outbound.
-
-  #write(type: FrameType, flags: number, streamID: number, length: number, body?: Uint8Array): boolean {
-    if (this.#transportClosed) return true;
-    return this.#transport.write(encodeHeader(type, flags, streamID, length), body);
   }
 
   #newStream(streamID: number, acked: boolean): Stream {
@@ -537,6 +629,10 @@ export function sessionSettings(options: SessionOptions) {
   if (firstStreamID % 2 !== (role === "client" ? 1 : 0)) {
     throw new RangeError(`wslis: a ${role} opens ${role === "client" ? "odd" : "even"} stream IDs`);
   }
+  const maxFrameSize = positiveInteger("maxFrameSize", options.maxFrameSize ?? MAX_MESSAGE_BYTES - HEADER_SIZE);
+  if (maxFrameSize > MAX_MESSAGE_BYTES - HEADER_SIZE) {
+    throw new RangeError(`wslis: maxFrameSize must be at most ${MAX_MESSAGE_BYTES - HEADER_SIZE} bytes (a frame fits one message)`);
+  }
   const streamWindow = positiveInteger("streamWindow", options.streamWindow ?? INITIAL_WINDOW);
   if (streamWindow < INITIAL_WINDOW || streamWindow > MAX_STREAM_ID) {
     throw new RangeError(`wslis: streamWindow must be between ${INITIAL_WINDOW} and ${MAX_STREAM_ID} bytes`);
@@ -550,10 +646,12 @@ export function sessionSettings(options: SessionOptions) {
     firstStreamID,
     streamWindow,
     maxStreamWindow,
-    acceptBacklog: positiveInteger("acceptBacklog", options.acceptBacklog ?? 256),
+    acceptBacklog: nonNegativeInteger("acceptBacklog", options.acceptBacklog ?? 256),
     maxUnackedOpens: positiveInteger("maxUnackedOpens", options.maxUnackedOpens ?? 256),
     maxStreams: positiveInteger("maxStreams", options.maxStreams ?? 4096),
-    maxFrameSize: positiveInteger("maxFrameSize", options.maxFrameSize ?? 64 * 1024),
+    maxFrameSize,
+    maxFramesPerMessage: positiveInteger("maxFramesPerMessage", options.maxFramesPerMessage ?? MAX_MESSAGE_FRAMES),
+    maxPendingReplies: positiveInteger("maxPendingReplies", options.maxPendingReplies ?? 1024),
     keepAliveInterval: nonNegativeInteger("keepAliveInterval", options.keepAliveInterval ?? 30_000),
     keepAliveTimeout: positiveInteger("keepAliveTimeout", options.keepAliveTimeout ?? 10_000),
     streamCloseTimeout: nonNegativeInteger("streamCloseTimeout", options.streamCloseTimeout ?? 300_000),

@@ -112,6 +112,12 @@ export class Stream {
   // Receive side.
   #readController!: ReadableStreamDefaultController<Uint8Array>;
   readonly #queue: Uint8Array[] = [];
+  /** Where small bodies are packed: the buffer, how far it is filled, and where the last queued chunk starts in it. */
+  #tail: Uint8Array | undefined;
+  #tailFill = 0;
+  #tailStart = 0;
+  /** True while the last queued chunk is the tail's, so small bodies extend it. */
+  #tailQueued = false;
   /** Bytes the peer may still send before it needs a WindowUpdate. */
   #recvWindow: number;
   /** Bytes read by the consumer and not yet returned to the peer as credit. */
@@ -212,12 +218,23 @@ export class Stream {
     if (frame.flags & Flag.FIN) this.#handleFin();
   }
 
+  /**
+   * Checks a Data header before its body is kept: more than the receive window is a protocol error,
+   * refused before a buffer for it exists.
+   */
+  admitData(length: number): void {
+    if (length > this.#recvWindow) {
+      throw new ProtocolError(`stream ${this.streamID} announced ${length} bytes with a window of ${this.#recvWindow}`);
+    }
+  }
+
   /** Ends the stream with `error` (reset, session death): readers and writers waiting are released. */
   fail(error: Error): void {
     if (this.#state === StreamState.Closed || this.#state === StreamState.Reset) return;
     this.#state = StreamState.Reset;
     this.#error = error;
     this.#queue.length = 0;
+    this.#tailQueued = false;
     try {
       this.#readController.error(error);
     } catch {
@@ -241,6 +258,8 @@ export class Stream {
     if (this.#error) throw this.#error;
     const chunk = this.#queue.shift();
     if (chunk !== undefined) {
+      // Once the tail's chunk is handed out, later small bodies start a new chunk after it.
+      if (this.#queue.length === 0) this.#tailQueued = false;
       controller.enqueue(chunk);
       this.#grant(chunk.length);
     } else if (this.#remoteFin) {
@@ -271,8 +290,39 @@ export class Stream {
       this.#grant(body.length);
       this.#wake("reader");
     } else {
-      this.#queue.push(body);
+      this.#enqueue(body);
     }
+  }
+
+  /**
+   * Keeps a chunk nobody is reading yet, so that what the stream holds stays within twice its window
+   * whatever the peer sends: a body is a view of the message it came in, and a small view would keep
+   * the whole message alive (a peer could pin megabytes with one byte per message), so a view of less
+   * than half its buffer is copied; small bodies are packed together, so a million 1-byte frames are
+   * not a million objects.
+   */
+  #enqueue(body: Uint8Array): void {
+    if (body.length >= PACK_BELOW) {
+      this.#queue.push(body.length * 2 >= body.buffer.byteLength ? body : body.slice());
+      this.#tailQueued = false;
+      return;
+    }
+    let tail = this.#tail;
+    if (tail === undefined || this.#tailFill + body.length > tail.length) {
+      tail = new Uint8Array(PACK_SIZE);
+      this.#tail = tail;
+      this.#tailFill = 0;
+      this.#tailQueued = false;
+    }
+    if (!this.#tailQueued) {
+      this.#tailStart = this.#tailFill;
+      this.#queue.push(EMPTY_CHUNK);
+      this.#tailQueued = true;
+    }
+    tail.set(body, this.#tailFill);
+    this.#tailFill += body.length;
+    // The last queued chunk is the tail's bytes since the chunk began; it grows in place.
+    this.#queue[this.#queue.length - 1] = tail.subarray(this.#tailStart, this.#tailFill);
   }
 
   /**
@@ -314,6 +364,7 @@ export class Stream {
     let dropped = 0;
     for (const chunk of this.#queue) dropped += chunk.length;
     this.#queue.length = 0;
+    this.#tailQueued = false;
     if (dropped > 0) this.#grant(dropped);
     this.#wake("reader");
   }
@@ -402,6 +453,11 @@ export class Stream {
 }
 
 const SETTLED = Promise.resolve();
+
+/** Bodies smaller than this (bytes) are packed into shared buffers of PACK_SIZE when queued. */
+const PACK_BELOW = 4096;
+const PACK_SIZE = 16 * 1024;
+const EMPTY_CHUNK = new Uint8Array(0);
 
 /** Accepts any binary chunk a writer may hand us; anything else is a caller's bug. */
 function toBytes(chunk: unknown): Uint8Array {

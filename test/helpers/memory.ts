@@ -7,6 +7,7 @@
  */
 
 import { Session, type SessionOptions, type Transport, type TransportSink } from "../../src/yamux/session.js";
+import { splitFrames } from "./frames.js";
 
 export interface MemoryPairOptions {
   /** Re-split the byte stream at random points (seeded by `random`). Default false. */
@@ -17,8 +18,12 @@ export interface MemoryPairOptions {
 }
 
 export interface MemoryEnd extends Transport {
-  /** Every byte this end has written, in order. */
+  /** Every frame this end has sent, in order, each as its own bytes. */
   readonly written: Uint8Array[];
+  /** Every message this end has sent (copies). */
+  readonly messages: Uint8Array[];
+  /** Bytes sent and not yet delivered to the peer (the peer is frozen or slow). */
+  readonly inFlight: number;
   /** Stop delivering to the peer (frozen peer: nothing is lost, nothing arrives). */
   freeze(): void;
   /** Feed raw bytes to this end's session as if the peer sent them. */
@@ -39,6 +44,7 @@ export function memoryPair(options: MemoryPairOptions = {}): [MemoryEnd, MemoryE
 class End implements MemoryEnd {
   peer!: End;
   readonly written: Uint8Array[] = [];
+  readonly messages: Uint8Array[] = [];
   closedByLocal = false;
   #sink: TransportSink | undefined;
   #early: Uint8Array[] = [];
@@ -60,12 +66,16 @@ class End implements MemoryEnd {
     for (const chunk of this.#early.splice(0)) sink.data(chunk);
   }
 
-  write(header: Uint8Array, body?: Uint8Array): boolean {
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  send(message: Uint8Array, onSent: () => void): boolean {
+    onSent(); // copied below
     if (this.#closed) return true;
-    const bytes = new Uint8Array(header.length + (body?.length ?? 0));
-    bytes.set(header, 0);
-    if (body) bytes.set(body, header.length);
-    this.written.push(bytes);
+    const bytes = message.slice();
+    this.messages.push(bytes);
+    this.written.push(...splitFrames(bytes));
     this.#inFlight += bytes.length;
     this.#outbox.push(bytes);
     this.#schedule();

@@ -14,7 +14,9 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import type { Duplex } from "node:stream";
+import { HEADER_SIZE } from "../../src/yamux/frame.js";
 import type { Transport } from "../../src/yamux/session.js";
+import { splitFrames } from "./frames.js";
 import type { Stream } from "../../src/yamux/stream.js";
 
 const root = resolve(import.meta.dirname, "../..");
@@ -319,11 +321,16 @@ export function duplexTransport(duplex: Duplex, options: DuplexTransportOptions 
       duplex.once("close", () => queueMicrotask(() => finish()));
       duplex.once("error", (error: Error) => queueMicrotask(() => finish(error)));
     },
-    write(header, body) {
-      if (closed) return true;
-      options.onSend?.(header);
-      const frame = body !== undefined && body.length > 0 ? Buffer.concat([header, body]) : Buffer.from(header);
-      return duplex.write(frame);
+    send(message, onSent) {
+      let ok = true;
+      if (!closed) {
+        for (const frame of splitFrames(message)) {
+          options.onSend?.(frame.subarray(0, HEADER_SIZE));
+          ok = duplex.write(Buffer.from(frame)); // a copy: the message's buffer is reused
+        }
+      }
+      onSent();
+      return ok;
     },
     close() {
       if (closed) return;
