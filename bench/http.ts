@@ -3,7 +3,8 @@
  * device, measured next to the request/response round trips it is built on, in the same run:
  *  (a) raw ws: a 16-byte message out, a 1 KB message back (no yamux, no HTTP): the floor;
  *  (b) yamux stream: the same exchange on one wslis stream kept open (yamux, no HTTP);
- *  (c) dialer.fetch: `GET /1k` through undici to `serveHttp` on the device (connections reused);
+ *  (c) dialer.fetch: `GET /1k` through the client in server-node/http.ts to `serveHttp` on the device
+ *      (connections reused);
  *  (d) node:http with dialer.agent: the same GET through `http.request`;
  *  (e) for reference, no wslis at all: Node's fetch to a node:http server over TCP (what fetch costs by itself).
  *
@@ -11,12 +12,21 @@
  * sequential and with 16 in flight. Both ends run in this one process (one core's worth of work per
  * exchange on both sides): the numbers compare layers, they are not a capacity plan.
  *
- * `node --import tsx bench/http.ts` prints the table alone; `npm run bench` calls {@link benchHttp}.
+ * Then the Go column ({@link benchHttpGo}): the same 1 KB GET, rates at 1/16/64 in flight and a 1 MiB POST
+ * echo, with the project's Go rhttp peer as client, device or both, each side in its own process.
+ *
+ * `node --import tsx bench/http.ts` prints both tables (progress on stderr); `--smoke` runs tiny counts
+ * to check the wiring, not to measure. `npm run bench` calls {@link benchHttp}.
  */
 
+import { execFile, spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { once } from "node:events";
+import { mkdtemp, rm } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import WebSocket, { WebSocketServer } from "ws";
 import { dialAndListen } from "../server-node/device.js";
@@ -277,7 +287,306 @@ function printTable(rows: Array<Record<string, string | number>>): void {
   for (const row of rows) console.log(`| ${columns.map((c) => String(row[c])).join(" | ")} |`);
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Side by side with Go: the project's Go rhttp peer (test/go/rhttp: net/http over Debian's
+// hashicorp/yamux over gorilla/websocket, as Go wslis's rhttp) as client, device, or both.
+
+/** Sizes of the Go-column run. */
+export interface HttpGoBenchOptions {
+  /** Interleaved rounds; each runs every pair once. Default 5. */
+  rounds?: number;
+  /** Sequential 1 KB GETs timed per pair and round (after a quarter as many untimed). Default 2000. */
+  requests?: number;
+  /** GETs per rate measurement. Default 4000. */
+  rateRequests?: number;
+  /** 1 MiB POST echoes per pair and round (the median is kept). Default 5. */
+  posts?: number;
+  log?: (line: string) => void;
+}
+
+const IN_FLIGHT = [1, 16, 64] as const;
+const MEASURES = ["1 KB GET p50 (µs)", "1 KB GET p99 (µs)", ...IN_FLIGHT.map((c) => `req/s, ${c} in flight`), "1 MiB POST echo (ms)"];
+/** Higher is better for these; lower for the others. */
+const HIGHER_BETTER = new Set(IN_FLIGHT.map((c) => `req/s, ${c} in flight`));
+
+/** What a client side can measure against the device it is paired with. */
+interface BenchClient {
+  latency(n: number): Promise<{ p50: number; p99: number }>;
+  rate(n: number, inFlight: number): Promise<number>;
+  post(n: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+interface Pair {
+  name: string;
+  client: BenchClient;
+}
+
+const PAIRS = ["Go ↔ Go", "Go client → our device", "our client → Go device", "ours ↔ ours"] as const;
+
+/**
+ * Runs the four pairs in interleaved rounds and returns one row per measure: each pair's median value,
+ * and ours/Go for the three pairs with our code in them (median of per-round ratios; > 1 is slower for
+ * times, faster for rates).
+ */
+export async function benchHttpGo(options: HttpGoBenchOptions = {}): Promise<Array<Record<string, string | number>>> {
+  const rounds = options.rounds ?? 5;
+  const requests = options.requests ?? 2000;
+  const rateRequests = options.rateRequests ?? 4000;
+  const posts = options.posts ?? 5;
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+
+  log("http bench (Go column): building test/go/rhttp");
+  const go = await buildGo();
+  const started: { close(): Promise<void> }[] = [];
+  try {
+    const ours = await startOurServer();
+    started.push(ours);
+    const pairs: Pair[] = [];
+    for (const name of PAIRS) {
+      log(`http bench (Go column): starting ${name}`);
+      const goClient = name.startsWith("Go ");
+      const goDevice = name.endsWith("Go device") || name === "Go ↔ Go";
+      let client: BenchClient;
+      let deviceUrl: string;
+      if (goClient) {
+        const process = new GoPeer(go.binary, ["-mode", "bench-client"]);
+        started.push(process);
+        const { port } = await process.event("listening");
+        deviceUrl = `ws://127.0.0.1:${String(port)}/`;
+        client = process.asClient();
+        if (goDevice) started.push(await startGoDevice(go.binary, deviceUrl));
+        else started.push(await startNodeDevice(deviceUrl));
+        await process.event("ready");
+      } else {
+        const id = goDevice ? "go-device" : "node-device";
+        deviceUrl = `ws://127.0.0.1:${ours.port}/?deviceId=${id}`;
+        const dialer = ours.device(id);
+        if (goDevice) started.push(await startGoDevice(go.binary, deviceUrl));
+        else started.push(await startNodeDevice(deviceUrl));
+        client = ourClient(await dialer);
+      }
+      pairs.push({ name, client });
+    }
+
+    const values = new Map<string, number[][]>(MEASURES.map((m) => [m, pairs.map(() => [])]));
+    for (let round = 0; round < rounds; round++) {
+      // Rotate the order each round so no pair always runs first (warm caches, a quiet machine).
+      for (let k = 0; k < pairs.length; k++) {
+        const index = (k + round) % pairs.length;
+        const { name, client } = pairs[index]!;
+        log(`http bench (Go column): round ${round + 1}/${rounds}, ${name}`);
+        await client.latency(Math.max(1, Math.floor(requests / 4)));
+        const { p50, p99 } = await client.latency(requests);
+        values.get(MEASURES[0]!)![index]!.push(p50);
+        values.get(MEASURES[1]!)![index]!.push(p99);
+        for (const inFlight of IN_FLIGHT) values.get(`req/s, ${inFlight} in flight`)![index]!.push(await client.rate(rateRequests, inFlight));
+        values.get(MEASURES.at(-1)!)![index]!.push(await client.post(posts));
+      }
+    }
+    for (const pair of pairs) await pair.client.close();
+
+    return MEASURES.map((measure) => {
+      const perPair = values.get(measure)!;
+      const row: Record<string, string | number> = { measure };
+      pairs.forEach((pair, i) => (row[pair.name] = round3(median(perPair[i]!))));
+      // ours / Go: for times, ours divided by Go's; for rates, Go's divided by ours (so > 1 is always worse).
+      pairs.forEach((pair, i) => {
+        if (i === 0) return;
+        const ratios = perPair[i]!.map((v, r) => (HIGHER_BETTER.has(measure) ? perPair[0]![r]! / v : v / perPair[0]![r]!));
+        row[`${pair.name} / Go ↔ Go`] = round3(median(ratios));
+      });
+      return row;
+    });
+  } finally {
+    for (const s of started.reverse()) await s.close().catch(() => {});
+    await go.cleanUp();
+  }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? NaN;
+}
+
+function round3(value: number): number {
+  return Number(value.toPrecision(3));
+}
+
+const GOPATH = "/usr/share/gocode";
+
+/** Builds test/go/rhttp as test/interop-http-go.test.ts does, into a temporary directory. */
+async function buildGo(): Promise<{ binary: string; cleanUp(): Promise<void> }> {
+  const root = resolve(import.meta.dirname, "..");
+  const dir = await mkdtemp(join(tmpdir(), "wslis-bench-rhttp-"));
+  const binary = join(dir, "rhttp");
+  const env: NodeJS.ProcessEnv = { ...process.env, GO111MODULE: "off", GOPATH, GOFLAGS: "" };
+  if (!env.GOCACHE && !env.HOME) env.GOCACHE = join(tmpdir(), "wslis-go-cache");
+  await new Promise<void>((done, fail) => {
+    execFile("go", ["build", "-o", binary, "test/go/rhttp/main.go"], { cwd: root, env, timeout: 300_000 }, (error, _stdout, stderr) =>
+      error ? fail(new Error(`go build failed (Go and Debian's golang-github-hashicorp-yamux-dev, golang-github-gorilla-websocket-dev are needed): ${stderr || error.message}`)) : done(),
+    );
+  });
+  return { binary, cleanUp: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** A Go rhttp process; its stdout is JSON lines, its stdin takes bench-client commands. */
+class GoPeer {
+  readonly #child: ChildProcessWithoutNullStreams;
+  readonly #events: Record<string, unknown>[] = [];
+  readonly #waiters: (() => void)[] = [];
+  #stderr = "";
+
+  constructor(binary: string, args: string[]) {
+    this.#child = spawn(binary, [...args, "-lifetime", "3600s"]);
+    this.#child.stderr.on("data", (chunk: Buffer) => (this.#stderr += chunk.toString()));
+    createInterface({ input: this.#child.stdout }).on("line", (line) => {
+      this.#events.push(JSON.parse(line) as Record<string, unknown>);
+      for (const wake of this.#waiters.splice(0)) wake();
+    });
+    this.#child.on("exit", () => {
+      for (const wake of this.#waiters.splice(0)) wake();
+    });
+  }
+
+  /** Takes the next event named `name`; an "error" event, or the process ending, fails it. */
+  async event(name: string): Promise<Record<string, unknown>> {
+    for (;;) {
+      const at = this.#events.findIndex((e) => e.event === name || e.event === "error");
+      if (at >= 0) {
+        const [found] = this.#events.splice(at, 1);
+        if (found!.event === "error") throw new Error(`Go rhttp: ${String(found!.error)}\n${this.#stderr}`);
+        return found!;
+      }
+      if (this.#child.exitCode !== null || this.#child.signalCode !== null) throw new Error(`Go rhttp exited\n${this.#stderr}`);
+      await new Promise<void>((wake) => this.#waiters.push(wake));
+    }
+  }
+
+  asClient(): BenchClient {
+    const ask = async (command: object, event: string) => {
+      this.#child.stdin.write(`${JSON.stringify(command)}\n`);
+      return this.event(event);
+    };
+    return {
+      latency: async (n) => {
+        const e = await ask({ op: "latency", n }, "latency");
+        return { p50: Number(e.p50), p99: Number(e.p99) };
+      },
+      rate: async (n, c) => Number((await ask({ op: "rate", n, c }, "rate")).rps),
+      post: async (n) => Number((await ask({ op: "post", n }, "post")).ms),
+      close: () => this.close(),
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.#child.exitCode !== null || this.#child.signalCode !== null) return;
+    this.#child.kill("SIGKILL");
+    await once(this.#child, "exit");
+  }
+}
+
+async function startGoDevice(binary: string, url: string): Promise<{ close(): Promise<void> }> {
+  const device = new GoPeer(binary, ["-mode", "device", "-url", url]);
+  await device.event("serving");
+  return device;
+}
+
+/** Our device in its own Node process (bench/http-device-child.ts). */
+async function startNodeDevice(url: string): Promise<{ close(): Promise<void> }> {
+  const child = spawn(process.execPath, ["--import", "tsx", fileURLToPath(new URL("./http-device-child.ts", import.meta.url)), url], {
+    stdio: ["pipe", "pipe", "inherit"],
+  });
+  await new Promise<void>((ready, fail) => {
+    createInterface({ input: child.stdout }).once("line", (line) => (line === "ready" ? ready() : fail(new Error(line))));
+    child.once("exit", (code) => fail(new Error(`the Node device exited (${code})`)));
+  });
+  return {
+    async close() {
+      if (child.exitCode !== null) return;
+      child.stdin.end();
+      const exited = once(child, "exit");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 2000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Our wslis server; `device(id)` resolves with the dialer of the device that connects with that id. */
+async function startOurServer(): Promise<{ port: number; device(id: string): Promise<Dialer>; close(): Promise<void> }> {
+  const waiting = new Map<string, (dialer: Dialer) => void>();
+  const arrived = new Map<string, Dialer>();
+  const server = await listenAndServe(
+    "127.0.0.1:0",
+    (dialer) => {
+      const wake = waiting.get(dialer.id);
+      if (wake) wake(dialer);
+      else arrived.set(dialer.id, dialer);
+    },
+    { logger: { warn() {}, error: console.error } },
+  );
+  return {
+    port: server.address().port,
+    device: (id) => {
+      const dialer = arrived.get(id);
+      return dialer ? Promise.resolve(dialer) : new Promise((resolve) => waiting.set(id, resolve));
+    },
+    close: () => server.close(),
+  };
+}
+
+const POST_BODY = new Uint8Array(1 << 20).map((_, i) => (i * 31) & 0xff);
+
+function ourClient(dialer: Dialer): BenchClient {
+  const get = async () => {
+    const res = await dialer.fetch("http://device.local/1k");
+    const body = await res.arrayBuffer();
+    if (body.byteLength !== 1000) throw new Error(`GET /1k: ${body.byteLength} bytes`);
+  };
+  return {
+    async latency(n) {
+      const times = new Float64Array(n);
+      for (let i = 0; i < n; i++) {
+        const t0 = performance.now();
+        await get();
+        times[i] = (performance.now() - t0) * 1000;
+      }
+      times.sort();
+      return { p50: times[Math.floor(n / 2)]!, p99: times[Math.floor((n * 99) / 100)]! };
+    },
+    async rate(n, inFlight) {
+      let left = n;
+      const t0 = performance.now();
+      await Promise.all(
+        Array.from({ length: inFlight }, async () => {
+          while (left-- > 0) await get();
+        }),
+      );
+      return n / ((performance.now() - t0) / 1000);
+    },
+    async post(n) {
+      const times: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const t0 = performance.now();
+        const res = await dialer.fetch("http://device.local/echo", { method: "POST", body: POST_BODY });
+        const back = await res.arrayBuffer();
+        if (back.byteLength !== POST_BODY.length) throw new Error(`POST /echo: ${back.byteLength} bytes back`);
+        times.push(performance.now() - t0);
+      }
+      return median(times);
+    },
+    async close() {},
+  };
+}
+
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const smoke = process.argv.includes("--smoke");
   console.log(`Node ${process.version}; 1 KB GET vs round trips below it, both ends in one process, 127.0.0.1\n`);
-  printTable(await benchHttp());
+  printTable(await benchHttp(smoke ? { requests: 50, warmup: 10, concurrentRequests: 100 } : {}));
+  console.log(
+    "\nReverse HTTP side by side with Go rhttp (test/go/rhttp), client and device in separate processes; " +
+      "values are medians over rounds, ratios the median of per-round ratios (> 1: ours is slower)\n",
+  );
+  printTable(await benchHttpGo(smoke ? { rounds: 2, requests: 40, rateRequests: 128, posts: 1 } : {}));
 }

@@ -6,7 +6,8 @@
  * Sections (BENCH_ONLY=name,name runs some of them; default all, in this order):
  *  throughput   one stream, Node ↔ Node, both ends in one process: raw ws, wslis, yamux-js (bench/throughput.ts)
  *  two-process  the same with the device in its own process: raw ws, wslis (bench/two-process.ts)
- *  http         reverse HTTP (bench/http.ts)
+ *  http         reverse HTTP (bench/http.ts): layers in one process, then side by side with Go rhttp
+ *               (test/go/rhttp) as client, device or both, each side in its own process
  *  streams      against Go wslis, four pairs of processes (bench/streams.ts, bench/peer.ts, test/go/bench)
  *  browser      real Chromium against raw WebSocket in the same page (bench/browser.ts)
  *  bundle       min+gzip of tree-shaken apps, and yamux-js built for the browser (bench/bundle.ts)
@@ -15,6 +16,7 @@
  * Environment knobs (positive numbers):
  *  BENCH_MB                 MiB per run for raw ws and wslis in throughput and two-process (default 64)
  *  BENCH_RUNS               rounds of throughput and two-process (default 21; yamux-js runs 3)
+ *  BENCH_HTTP_ROUNDS        rounds of the reverse-HTTP Go comparison (default 5)
  *  BENCH_STREAMS_ROUNDS     rounds of the Go comparison (default 9)
  *  BENCH_RR_OPS             sequential new-stream exchanges per round, for p50/p99 (default 2000)
  *  BENCH_RR_CONCURRENT_OPS  exchanges per round with 64 in flight, for ops/s (default 5000)
@@ -35,7 +37,7 @@ import { benchBrowser } from "./browser.js";
 import { benchBundle } from "./bundle.js";
 import { benchCluster } from "./cluster.js";
 import { log, markdownTable, ratio, round, targetRows, type Row } from "./format.js";
-import { benchHttp } from "./http.js";
+import { benchHttp, benchHttpGo } from "./http.js";
 import { benchStreams } from "./streams.js";
 import { benchThroughput, type ThroughputRow } from "./throughput.js";
 import { benchTwoProcess } from "./two-process.js";
@@ -103,6 +105,8 @@ if (runs("two-process")) {
 if (runs("http")) {
   console.log("### Reverse HTTP\n");
   console.log(markdownTable(await benchHttp({ log })));
+  console.log("\n#### Reverse HTTP against Go rhttp (ours / Go ↔ Go: median of per-round ratios, > 1 is slower)\n");
+  console.log(markdownTable(await benchHttpGo({ log, rounds: positiveNumber("BENCH_HTTP_ROUNDS", 5) })));
 }
 
 if (runs("streams")) {

@@ -5,11 +5,13 @@
 //	                                 and drives the device with an http.Client whose DialContext opens a
 //	                                 stream. Runs its checks, prints one JSON line of results, exits.
 //	rhttp -mode device -url ws://…   Dials as a device: yamux.Server, then http.Serve(session, handlers).
+//	rhttp -mode bench-client         Like client, but runs the measurements bench/http.ts asks on stdin.
 //
 // Lines on stdout are JSON: {"event":"listening","port":…}, {"event":"result",…}, {"event":"serving"}.
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -23,6 +25,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"os"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,14 +86,17 @@ func fail(format string, args ...interface{}) {
 func main() {
 	mode := flag.String("mode", "", "client or device")
 	url := flag.String("url", "", "ws:// URL of the wslis server (device mode)")
+	lifetime := flag.Duration("lifetime", 60*time.Second, "exit with an error after this long")
 	flag.Parse()
 	// Never outlive a wedged test.
-	time.AfterFunc(60*time.Second, func() { fail("timed out after 60 s") })
+	time.AfterFunc(*lifetime, func() { fail("timed out after %v", *lifetime) })
 	switch *mode {
 	case "client":
 		runClient()
 	case "device":
 		runDevice(*url)
+	case "bench-client":
+		runBenchClient()
 	default:
 		fail("unknown mode %q", *mode)
 	}
@@ -196,6 +202,117 @@ func runClient() {
 	session.Close()
 }
 
+// runBenchClient is the wslis server side of bench/http.ts: it waits for one device, then runs the
+// measurements asked on stdin (one JSON object a line) with an http.Client whose DialContext opens a
+// stream, and answers each with one JSON line:
+//
+//	{"op":"latency","n":N}        N sequential GET /1k: {"event":"latency","p50":µs,"p99":µs}
+//	{"op":"rate","n":N,"c":C}     N GET /1k by C workers: {"event":"rate","rps":requests per second}
+//	{"op":"post","n":N}           N sequential 1 MiB POST /echo: {"event":"post","ms":median ms}
+func runBenchClient() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fail("listen: %v", err)
+	}
+	sessions := make(chan *yamux.Session, 1)
+	upgrader := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := upgrader.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		session, err := yamux.Client(&wsConn{ws: ws}, nil)
+		if err != nil {
+			fail("yamux client: %v", err)
+		}
+		sessions <- session
+	}))
+	emit(map[string]interface{}{"event": "listening", "port": ln.Addr().(*net.TCPAddr).Port})
+	session := <-sessions
+	client := &http.Client{
+		Timeout: 60 * time.Second,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return session.Open()
+			},
+			MaxIdleConns:        1000,
+			MaxIdleConnsPerHost: 1000,
+			IdleConnTimeout:     90 * time.Second,
+		},
+	}
+	get := func() {
+		res, err := client.Get("http://device.local/1k")
+		if err != nil {
+			fail("GET: %v", err)
+		}
+		n, _ := io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if n != 1000 {
+			fail("GET /1k: %d bytes", n)
+		}
+	}
+	data := make([]byte, 1<<20)
+	rand.New(rand.NewSource(7)).Read(data)
+	emit(map[string]interface{}{"event": "ready"})
+	scanner := bufio.NewScanner(os.Stdin)
+	for scanner.Scan() {
+		var cmd struct {
+			Op string `json:"op"`
+			N  int    `json:"n"`
+			C  int    `json:"c"`
+		}
+		if err := json.Unmarshal(scanner.Bytes(), &cmd); err != nil {
+			fail("command: %v", err)
+		}
+		switch cmd.Op {
+		case "latency":
+			times := make([]float64, cmd.N)
+			for i := range times {
+				t0 := time.Now()
+				get()
+				times[i] = float64(time.Since(t0).Nanoseconds()) / 1000
+			}
+			sort.Float64s(times)
+			emit(map[string]interface{}{"event": "latency", "p50": times[cmd.N/2], "p99": times[cmd.N*99/100]})
+		case "rate":
+			var left int64 = int64(cmd.N)
+			var wg sync.WaitGroup
+			t0 := time.Now()
+			for w := 0; w < cmd.C; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for atomic.AddInt64(&left, -1) >= 0 {
+						get()
+					}
+				}()
+			}
+			wg.Wait()
+			emit(map[string]interface{}{"event": "rate", "rps": float64(cmd.N) / time.Since(t0).Seconds()})
+		case "post":
+			times := make([]float64, cmd.N)
+			for i := range times {
+				t0 := time.Now()
+				res, err := client.Post("http://device.local/echo", "application/octet-stream", bytes.NewReader(data))
+				if err != nil {
+					fail("POST: %v", err)
+				}
+				n, _ := io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if n != int64(len(data)) {
+					fail("POST /echo: %d bytes back", n)
+				}
+				times[i] = float64(time.Since(t0).Nanoseconds()) / 1e6
+			}
+			sort.Float64s(times)
+			emit(map[string]interface{}{"event": "post", "ms": times[cmd.N/2]})
+		default:
+			fail("unknown op %q", cmd.Op)
+		}
+	}
+	session.Close()
+}
+
 // runDevice is a Go device serving net/http handlers on the streams the server opens.
 func runDevice(url string) {
 	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
@@ -210,6 +327,11 @@ func runDevice(url string) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello from go, host=%s path=%s", r.Host, r.URL.Path)
+	})
+	oneK := bytes.Repeat([]byte("a"), 1000)
+	mux.HandleFunc("/1k", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write(oneK)
 	})
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
