@@ -17,8 +17,45 @@ export interface DialOptions {
   timeout?: number;
 }
 
-/** A connected device. The handler of `listenAndServe` gets one per connection. */
-export class Dialer {
+/** A connected device. The handler of `listenAndServe` gets one per connection; the server makes them. */
+export interface Dialer {
+  /** The device id: from `authorize`'s `{ id }` answer, else from `identify` (see `ServerOptions`). */
+  readonly id: string;
+  /** Headers of the upgrade request. */
+  readonly header: Headers;
+  /** URL of the upgrade request, with its query. */
+  readonly url: URL;
+  /** The device's address as the server sees it (behind a proxy: the proxy's). */
+  readonly remoteAddress: string | undefined;
+  /** The subprotocol the server chose, or "". */
+  readonly protocol: string;
+  /** When the connection was established (ms since the epoch). */
+  readonly connectedAt: number;
+  /** What `authorize` said about the credential (`data` of its `{ id, data }` answer); else undefined. */
+  readonly auth: unknown;
+  /** The yamux session under this device. */
+  readonly session: Session;
+  /** Resolves with the reason once the device is gone (closed, lost, replaced, shut down). Never rejects. */
+  readonly closed: Promise<Error>;
+  /** Why the device is gone, or undefined while it is connected. */
+  readonly closeReason: Error | undefined;
+  /** Opens a stream to the device. Rejects at once if the device is gone or draining. */
+  dial(options?: DialOptions): Promise<Conn>;
+  /**
+   * Reverse HTTP: the standard fetch, answered by the device (`serveHttp`, or Go's `http.Serve`). Any
+   * host name; connections are streams, reused.
+   */
+  fetch(input: string | URL | Request, init?: FetchInit): Promise<Response>;
+  /** An `http.Agent` whose connections are streams to the device, for `node:http` requests. */
+  readonly agent: HttpAgent;
+  /** Pings the device; resolves with the round-trip time in ms. */
+  ping(options?: { signal?: AbortSignal; timeout?: number }): Promise<number>;
+  /** Disconnects the device (GoAway, then the WebSocket closes). Pending operations fail with `reason`. */
+  close(reason?: Error): void;
+}
+
+/** The {@link Dialer} the server makes per connection; not exported from the package. */
+export class DeviceDialer implements Dialer {
   /** The device id, from the server's `identify` option (default: `deviceId` query param, else `DeviceId` header). */
   readonly id: string;
   /** Headers of the upgrade request. */
@@ -40,7 +77,6 @@ export class Dialer {
   readonly #dialTimeout: number;
   readonly #httpOptions: DeviceHttpOptions;
 
-  /** @internal Created by the Server. */
   constructor(
     session: Session,
     request: IncomingMessage,

@@ -19,7 +19,8 @@ import { webSocketTransport } from "../src/transport.js";
 import { maxIncomingMessageBytes } from "../src/yamux/outbox.js";
 import { Session, sessionSettings, type SessionOptions } from "../src/yamux/session.js";
 import { nodeClock, nodeTransportOptions } from "./node-transport.js";
-import { Dialer, type DialOptions } from "./dialer.js";
+import { DeviceDialer, type Dialer, type DialOptions } from "./dialer.js";
+import type { TypedEventTarget } from "../src/events.js";
 import type { DeviceRecord, Directory, FleetEvents } from "./cluster/directory.js";
 import type { NodeEndpoint } from "./cluster/endpoint.js";
 import type { Fleet, FleetConn } from "./cluster/fleet.js";
@@ -110,7 +111,7 @@ export interface ServerOptions {
   /** For `listenAndServe`/`listen`: largest HTTP head of the upgrade request, in bytes. Default 16 KiB. */
   maxHeaderSize?: number;
   /** yamux settings for every device session; the role is always "client". */
-  session?: Omit<SessionOptions, "role">;
+  session?: SessionOptions;
   /** Where problems are reported. Default: `console`. Pass `{ warn() {}, error() {} }` to silence. */
   logger?: ServerLogger;
   /**
@@ -131,11 +132,21 @@ export interface ServerEventMap {
   replace: CustomEvent<{ dialer: Dialer; previous: Dialer }>;
 }
 
-/**
- * Live devices by id. One authoritative session per id: the newest connection wins.
- */
-export class DeviceRegistry implements Iterable<[string, Dialer]> {
-  readonly #byId = new Map<string, Dialer>();
+/** Live devices by id, read-only. One authoritative session per id: the newest connection wins. */
+export interface DeviceRegistry extends Iterable<[string, Dialer]> {
+  get(id: string): Dialer | undefined;
+  has(id: string): boolean;
+  readonly size: number;
+  keys(): IterableIterator<string>;
+  values(): IterableIterator<Dialer>;
+}
+
+/** A read-only view of the server's map of devices; only the server adds and removes them. */
+class Registry implements DeviceRegistry {
+  readonly #byId: Map<string, Dialer>;
+  constructor(byId: Map<string, Dialer>) {
+    this.#byId = byId;
+  }
   get(id: string): Dialer | undefined {
     return this.#byId.get(id);
   }
@@ -154,22 +165,19 @@ export class DeviceRegistry implements Iterable<[string, Dialer]> {
   [Symbol.iterator](): IterableIterator<[string, Dialer]> {
     return this.#byId.entries();
   }
-  /** @internal */
-  set(dialer: Dialer): Dialer | undefined {
-    const previous = this.#byId.get(dialer.id);
-    this.#byId.set(dialer.id, dialer);
-    return previous;
-  }
-  /** @internal Removes `dialer` if it is still the one registered under its id. */
-  delete(dialer: Dialer): boolean {
-    if (this.#byId.get(dialer.id) !== dialer) return false;
-    return this.#byId.delete(dialer.id);
-  }
+}
+
+/** Typed `addEventListener`/`removeEventListener` for the events of {@link ServerEventMap}. */
+export interface Server {
+  addEventListener: TypedEventTarget<ServerEventMap>["addEventListener"];
+  removeEventListener: TypedEventTarget<ServerEventMap>["removeEventListener"];
 }
 
 export class Server extends EventTarget {
-  /** Connected devices by id. */
-  readonly devices = new DeviceRegistry();
+  /** Connected devices by id (read-only; see {@link DeviceRegistry}). */
+  readonly devices: DeviceRegistry;
+  /** The authoritative device per id (the registry's contents). */
+  readonly #byId = new Map<string, Dialer>();
   /** Where every device of the fleet is; this node alone unless `cluster` is set. */
   readonly #directory: Directory;
   readonly #fleet: Fleet;
@@ -194,6 +202,7 @@ export class Server extends EventTarget {
 
   constructor(handler: Handler, options: ServerOptions = {}) {
     super();
+    this.devices = new Registry(this.#byId);
     if (typeof handler !== "function") throw new TypeError("wslis: the handler must be a function");
     this.#handler = handler;
     this.#options = options;
@@ -378,7 +387,7 @@ export class Server extends EventTarget {
       acceptBacklog: 0,
     });
     session.addEventListener("rtt", (event) => this.#metrics.rtt((event as CustomEvent<number>).detail));
-    const dialer = new Dialer(session, request, id, ws.protocol, {
+    const dialer = new DeviceDialer(session, request, id, ws.protocol, {
       dialTimeout: this.#options.dialTimeout ?? 10_000,
       http: this.#options.http,
       auth: device?.data,
@@ -388,7 +397,8 @@ export class Server extends EventTarget {
     this.#metrics.opened();
 
     // Events in order for a replacement: replace, disconnect (previous, ERR_REPLACED), connect (new).
-    const previous = this.devices.set(dialer);
+    const previous = this.#byId.get(id);
+    this.#byId.set(id, dialer);
     if (previous) {
       this.#emit("replace", { dialer, previous });
       const reason = new SessionClosedError("ERR_REPLACED", `device ${id} connected again; this session was replaced`);
@@ -414,7 +424,7 @@ export class Server extends EventTarget {
   #retire(dialer: Dialer, reason: Error): void {
     if (!this.#dialers.delete(dialer)) return;
     this.#sockets.delete(dialer);
-    this.devices.delete(dialer);
+    if (this.#byId.get(dialer.id) === dialer) this.#byId.delete(dialer.id);
     this.#directory.disconnected(dialer, reason);
     this.#metrics.closed(reason);
     this.#emit("disconnect", { dialer, reason });

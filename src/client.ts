@@ -22,6 +22,7 @@ import {
 } from "./transport.js";
 import type { Clock } from "./yamux/clock.js";
 import { maxIncomingMessageBytes } from "./yamux/outbox.js";
+import type { TypedEventTarget } from "./events.js";
 import { Session, sessionSettings, type SessionOptions, type Transport } from "./yamux/session.js";
 import type { Stream } from "./yamux/stream.js";
 
@@ -64,7 +65,7 @@ export interface DialOptions {
   /** The WebSocket constructor. Default: `globalThis.WebSocket` in browsers, `ws` in Node. */
   WebSocket?: WebSocketConstructor;
   /** yamux settings (keepalive, windows, limits); the role is always "server". */
-  session?: Omit<SessionOptions, "role">;
+  session?: SessionOptions;
   /** Random numbers in [0, 1) for backoff jitter. Default Math.random. */
   random?: () => number;
 }
@@ -106,10 +107,29 @@ const browserPlatformHint =
   "browsers cannot send WebSocket headers; pass credentials in `params` (URL query) or `protocols` instead";
 
 /**
- * Accepts the streams the server opens, across reconnects. Use `accept()` or `for await`.
- * Events: `connect`, `disconnect` (see {@link ListenerEventMap}).
+ * Accepts the streams the server opens, across reconnects: `accept()` or `for await`. Made by
+ * `dialAndListen` or `listen`. Events: `connect`, `disconnect` (typed, see {@link ListenerEventMap}).
  */
-export class Listener extends EventTarget implements AsyncIterable<Conn> {
+export interface Listener extends TypedEventTarget<ListenerEventMap>, AsyncIterable<Conn> {
+  /** Waits for the next stream the server opens. Rejects with `ERR_LISTENER_CLOSED` once closed. */
+  accept(options?: { signal?: AbortSignal }): Promise<Conn>;
+  /** Stops accepting and closes the current session (GoAway, then the WebSocket). Idempotent. */
+  close(): Promise<void>;
+  /** Resolves when the listener is closed for good (by `close()`, the signal, or giving up), with why. */
+  readonly closed: Promise<Error>;
+  /**
+   * Resolves once the first connection is up; rejects (and the listener is closed) when the server
+   * refuses the device, retries run out, or the signal aborts.
+   */
+  readonly ready: Promise<void>;
+  /** The current session, while connected. */
+  readonly session: Session | undefined;
+  /** Pings the server over the current session; resolves with the round-trip time in ms. */
+  ping(options?: { signal?: AbortSignal; timeout?: number }): Promise<number>;
+}
+
+/** The {@link Listener}: one per `dialAndListen`/`listen`; not exported from the package. */
+class DeviceListener extends EventTarget implements Listener {
   /** Resolves when the listener is closed for good (by `close()`, the signal, or giving up), with why. */
   readonly closed: Promise<Error>;
 
@@ -127,7 +147,6 @@ export class Listener extends EventTarget implements AsyncIterable<Conn> {
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #dialing: AbortController | undefined;
 
-  /** @internal Use {@link dialAndListen}. */
   constructor(url: string | URL, options: DialOptions, platform: Platform) {
     super();
     this.#url = parseUrl(url);
@@ -143,7 +162,12 @@ export class Listener extends EventTarget implements AsyncIterable<Conn> {
       throw new TypeError("wslis: no WebSocket constructor in this runtime; pass one as the WebSocket option");
     }
     this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
-    options.signal?.addEventListener("abort", () => this.#shutdown(abortReason(options.signal!)), { once: true });
+    const signal = options.signal;
+    signal?.addEventListener("abort", () => this.#shutdown(abortReason(signal)), { once: true });
+    // An already-aborted signal never fires "abort": refuse before any byte reaches the server.
+    if (signal?.aborted) this.#shutdown(abortReason(signal));
+    this.ready = this.#dial();
+    this.ready.catch(() => {}); // also reported through `closed` and the `disconnect` events
   }
 
   /** The current session, while connected. */
@@ -195,21 +219,7 @@ export class Listener extends EventTarget implements AsyncIterable<Conn> {
     await this.closed;
   }
 
-  /**
-   * Resolves once the first connection is up; rejects (and the listener is closed) when the server
-   * refuses the device, retries run out, or the signal aborts. Set by {@link listen}.
-   */
-  ready: Promise<void> = Promise.resolve();
-
-  /** @internal Starts dialing the first connection, retrying per the reconnect policy. */
-  start(): this {
-    // An already-aborted signal never fires "abort": refuse before any byte reaches the server.
-    const signal = this.#options.signal;
-    if (signal?.aborted) this.#shutdown(abortReason(signal));
-    this.ready = this.#dial();
-    this.ready.catch(() => {}); // also reported through `closed` and the `disconnect` events
-    return this;
-  }
+  readonly ready: Promise<void>;
 
   async #dial(): Promise<void> {
     for (;;) {
@@ -377,7 +387,7 @@ export async function dialAndListen(url: string | URL, options: DialOptions, pla
  * `listener.ready` says when the first connection is up.
  */
 export function listen(url: string | URL, options: DialOptions, platform: Platform): Listener {
-  return new Listener(url, options, platform).start();
+  return new DeviceListener(url, options, platform);
 }
 
 /**

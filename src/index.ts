@@ -4,7 +4,7 @@
  */
 
 import { messageChannelDefer, systemClock } from "./yamux/clock.js";
-import { dialAndListen as dial, listen as listenOn, Listener, type DialOptions, type Platform } from "./client.js";
+import { dialAndListen as dial, listen as listenOn, type Listener, type DialOptions, type Platform } from "./client.js";
 
 export const browserPlatform: Platform = {
   WebSocket: globalThis.WebSocket as Platform["WebSocket"],
@@ -31,15 +31,15 @@ export function listen(url: string | URL, options: DialOptions = {}): Listener {
   return listenOn(url, options, browserPlatform);
 }
 
-export { Listener };
-export type { Conn, DialOptions, ReconnectOptions, Provider, ListenerEventMap, Platform } from "./client.js";
+export type { Listener, Conn, DialOptions, ReconnectOptions, Provider, ListenerEventMap, Platform } from "./client.js";
 export * from "./errors.js";
 export { CloseCode } from "./close-codes.js";
 export { webSocketTransport } from "./transport.js";
 export type { WebSocketLike, WebSocketConstructor, WebSocketTransportOptions } from "./transport.js";
 export { Session } from "./yamux/session.js";
-export type { SessionOptions, Transport, TransportSink, Timers, Logger } from "./yamux/session.js";
+export type { SessionOptions, SessionInit, Transport, TransportSink, Timers, Logger } from "./yamux/session.js";
 export type { Clock } from "./yamux/clock.js";
+export type { TypedEventTarget } from "./events.js";
 export { Stream, StreamState } from "./yamux/stream.js";
 export { Flag, FrameType, GoAwayCode, INITIAL_WINDOW } from "./yamux/frame.js";
 export { serveHttp } from "./http/server.js";

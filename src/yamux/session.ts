@@ -69,9 +69,8 @@ export interface Logger {
   warn(message: string, ...details: unknown[]): void;
 }
 
+/** yamux settings, on both sides (`session: {…}` of `dialAndListen` and `Server`). */
 export interface SessionOptions {
-  /** `"client"` opens odd stream IDs (the wslis server); `"server"` opens even ones (the device). */
-  role: "client" | "server";
   /**
    * Streams the peer opened and nobody accepted yet; a SYN beyond it is answered with RST. 0 refuses
    * every stream the peer opens, at once (the wslis server, which never accepts, uses 0). Default 256.
@@ -118,6 +117,12 @@ export interface SessionOptions {
   /** Timers, clock and the outbox's end-of-turn flush (see {@link Clock}). Default the runtime's. */
   timers?: Clock;
   logger?: Logger;
+}
+
+/** What a {@link Session} is made with: the settings and which side of yamux it is. */
+export interface SessionInit extends SessionOptions {
+  /** `"client"` opens odd stream IDs (the wslis server); `"server"` opens even ones (the device). */
+  role: "client" | "server";
   /** @internal First stream ID this side opens (tests of ID exhaustion). Must have the role's parity. */
   firstStreamID?: number;
 }
@@ -178,7 +183,7 @@ export class Session extends EventTarget implements StreamHost {
   #closeReason: Error | undefined;
   #resolveClosed!: (reason: Error) => void;
 
-  constructor(transport: Transport, options: SessionOptions) {
+  constructor(transport: Transport, options: SessionInit) {
     super();
     const settings = sessionSettings(options);
     this.role = settings.role;
@@ -620,7 +625,7 @@ export class Session extends EventTarget implements StreamHost {
  * Session options with their defaults, validated: throws a RangeError or TypeError that names the bad
  * option. Entry points call it up front so a mistake fails at once, not on the first connection.
  */
-export function sessionSettings(options: SessionOptions) {
+export function sessionSettings(options: SessionInit) {
   const { role } = options;
   if (role !== "client" && role !== "server") {
     throw new TypeError(`wslis: session role must be "client" or "server", not ${String(role)}`);

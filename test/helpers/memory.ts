@@ -6,7 +6,7 @@
  * once more than `highWaterMark` bytes are in flight, and `drain` fires when delivery brings it back down.
  */
 
-import { Session, type SessionOptions, type Transport, type TransportSink } from "../../src/yamux/session.js";
+import { Session, type SessionInit, type Transport, type TransportSink } from "../../src/yamux/session.js";
 import { splitFrames } from "./frames.js";
 
 export interface MemoryPairOptions {
@@ -164,7 +164,7 @@ class End implements MemoryEnd {
 
 /** A client (odd IDs, like the wslis server) and a server (even IDs, like the device) joined in memory. */
 export function sessionPair(
-  options: Partial<SessionOptions> & { pair?: MemoryPairOptions } = {},
+  options: Partial<SessionInit> & { pair?: MemoryPairOptions } = {},
 ): { client: Session; server: Session; clientEnd: MemoryEnd; serverEnd: MemoryEnd } {
   const { pair, ...sessionOptions } = options;
   const [clientEnd, serverEnd] = memoryPair(pair);
