@@ -4,6 +4,7 @@ import { after, describe, test } from "node:test";
 import { dialAndListen, serveHttp, type Listener } from "../server-node/device.js";
 import { Server, WslisError, type Dialer } from "../server-node/index.js";
 import { readAll, until, within } from "./helpers/memory.js";
+import * as hostile from "./helpers/hostile.js";
 import { quiet, rawUpgrade, startServer } from "./helpers/net.js";
 
 const hasCode = (code: string) => (e: unknown) => e instanceof WslisError && e.code === code;
@@ -393,5 +394,85 @@ describe("drain and metrics", () => {
     assert.match(text, /^wslis_devices 1$/m);
     assert.match(text, /^wslis_sessions_closed_total\{reason="ERR_CONNECTION_LOST"\} 1$/m);
     assert.match(text, /^wslis_ping_rtt_milliseconds_count 3$/m);
+  });
+});
+
+describe("hostile devices (hand-written frames over a raw WebSocket)", () => {
+  const { F, GoAway, T, frame, headers, hostileDevice } = hostile;
+
+  test("streams a device opens toward the server are refused at once with RST, and none of their data is kept", async () => {
+    const { server, url } = await startServer(() => {});
+    cleanup.push(() => server.close());
+    const peer = await hostileDevice(url);
+    cleanup.push(() => peer.destroy());
+    // 256 streams (the old backlog), each opened by a Data frame carrying a full 64 KiB: 16 MiB offered.
+    const body = new Uint8Array(64 * 1024);
+    for (let message = 0; message < 16; message++) {
+      const frames = [];
+      for (let i = 0; i < 16; i++) frames.push(frame(T.Data, F.SYN, 2 * (message * 16 + i + 1), body.length, body));
+      await peer.send(Buffer.concat(frames));
+    }
+    await until(() => peer.reader.counts.rst === 256, 5000, "an RST for every device-opened stream");
+    assert.equal(peer.reader.frames.filter((f) => f.streamID % 2 === 0 && f.flags & F.ACK).length, 0, "no device-opened stream is accepted");
+    assert.equal(server.metrics().streams, 0);
+    assert.equal(peer.isClosed, false, "refusing streams is not a reason to drop the device");
+    assert.doesNotThrow(() => new Server(() => {}, { session: { acceptBacklog: 0 } }), "acceptBacklog: 0 is valid");
+  });
+
+  test("a Data header announcing more than the stream's window is refused from its header, before the body", async () => {
+    const { server, url } = await startServer((dialer) => void dialer.dial().catch(() => {}));
+    cleanup.push(() => server.close());
+    const reason = new Promise<Error>((resolve) =>
+      server.addEventListener("disconnect", (e) => resolve((e as CustomEvent<{ reason: Error }>).detail.reason)),
+    );
+    const peer = await hostileDevice(url);
+    cleanup.push(() => peer.destroy());
+    await within(5000, peer.reader.next((f) => f.streamID === 1 && (f.flags & F.SYN) !== 0), "the server opening stream 1");
+    await peer.send(frame(T.WindowUpdate, F.ACK, 1, 0));
+    // One byte beyond the 256 KiB window, and only 25 bytes of that body ever come.
+    await peer.send(frame(T.Data, 0, 1, 256 * 1024 + 1, new Uint8Array(25)));
+    await within(2000, peer.reader.next((f) => f.type === T.GoAway), "GoAway after the oversized header");
+    assert.deepEqual(peer.reader.goAwayCodes, [GoAway.ProtocolError]);
+    assert.ok(hasCode("ERR_PROTOCOL")(await within(2000, reason, "the device's session ending")));
+  });
+
+  test("a message of 87,000 pings closes that device as abusive (GoAway protocol error); another device is served", async () => {
+    let echo: Dialer | undefined;
+    const { server, url } = await startServer((dialer) => {
+      if (dialer.id === "good") echo = dialer;
+    });
+    cleanup.push(() => server.close());
+    await echoDevice(url, { params: { deviceId: "good" } });
+    await until(() => echo !== undefined, 2000, "the good device");
+    const reason = new Promise<Error>((resolve) =>
+      server.addEventListener("disconnect", (e) => {
+        const { dialer, reason } = (e as CustomEvent<{ dialer: Dialer; reason: Error }>).detail;
+        if (dialer.id === "flooder") resolve(reason);
+      }),
+    );
+    const peer = await hostileDevice(url, "flooder");
+    cleanup.push(() => peer.destroy());
+    await peer.send(headers(87_000, (i) => [T.Ping, F.SYN, 0, i]));
+    const ended = await within(5000, reason, "the flooding device's session ending");
+    assert.ok(hasCode("ERR_ABUSIVE_PEER")(ended), `ended with ${String(ended)}`);
+    await within(5000, peer.closed, "the flooder's WebSocket closing");
+    assert.deepEqual(peer.reader.goAwayCodes, [GoAway.ProtocolError]);
+    assert.ok(peer.reader.counts.pong <= 1, `${peer.reader.counts.pong} pongs answered the flood`);
+    assert.equal(await within(5000, roundTrip(echo!, "still here"), "the good device's round trip"), "still here");
+    assert.equal(server.metrics().sessionsClosed["ERR_ABUSIVE_PEER"], 1);
+  });
+
+  test("a device that floods pings and stops reading: its pongs do not pile up (one per burst at most)", async () => {
+    const { server, url } = await startServer(() => {});
+    cleanup.push(() => server.close());
+    const peer = await hostileDevice(url);
+    cleanup.push(() => peer.destroy());
+    peer.stopReading();
+    for (let message = 0; message < 200; message++) await peer.send(headers(1000, (i) => [T.Ping, F.SYN, 0, message * 1000 + i]));
+    peer.resumeReading();
+    await peer.send(frame(T.Ping, F.SYN, 0, 0xfeedf00d));
+    await within(10_000, Promise.race([peer.closed, peer.reader.next((f) => f.type === T.Ping && f.length === 0xfeedf00d)]), "the last ping's answer");
+    assert.ok(peer.reader.counts.pong <= 201, `${peer.reader.counts.pong} pongs for 200 bursts of 1,000 pings`);
+    assert.ok(!peer.reader.goAwayCodes.includes(GoAway.InternalError));
   });
 });
