@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { describe, test } from "node:test";
-import { WslisError } from "../src/errors.js";
+import { AbusivePeerError, ProtocolError, WslisError } from "../src/errors.js";
 import { Flag, FrameType, GoAwayCode, HEADER_SIZE, INITIAL_WINDOW, encodeHeader, readHeader } from "../src/yamux/frame.js";
 import { Session } from "../src/yamux/session.js";
 import type { Stream } from "../src/yamux/stream.js";
@@ -499,6 +499,182 @@ describe("protocol violations close the session with GoAway(protocol error)", ()
     clientEnd.inject(encodeHeader(FrameType.WindowUpdate, Flag.RST, 97, 0));
     assert.equal(client.closeReason, undefined);
     assert.ok((await client.ping()) >= 0);
+    client.close();
+  });
+});
+
+describe("hostile peers: floods, budgets, limits", () => {
+  /** One message of `count` copies of a frame (a header, and `body` bytes for Data). */
+  function message(count: number, frame: (i: number) => Uint8Array): Uint8Array {
+    const parts = Array.from({ length: count }, (_, i) => frame(i));
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let offset = 0;
+    for (const part of parts) {
+      out.set(part, offset);
+      offset += part.length;
+    }
+    return out;
+  }
+  const header = (type: FrameType, flags: number, id: number, length: number) => () => encodeHeader(type, flags, id, length);
+  const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+  /** A device-side session (yamux server) with one stream the peer opened, for frames aimed at a stream. */
+  async function target(options: Parameters<typeof sessionPair>[0] = {}) {
+    const pair = sessionPair({ ...options, pair: { highWaterMark: 64 * 1024 } });
+    const accepted = pair.server.accept();
+    await pair.client.open();
+    await accepted;
+    await until(() => pair.serverEnd.written.length > 0, 1000, "the ACK");
+    return pair;
+  }
+
+  const kinds: [string, (i: number) => Uint8Array][] = [
+    ["Ping(SYN)", (i) => encodeHeader(FrameType.Ping, Flag.SYN, 0, i)],
+    ["Ping(ACK)", (i) => encodeHeader(FrameType.Ping, Flag.ACK, 0, i)],
+    ["WindowUpdate", header(FrameType.WindowUpdate, 0, 1, 1)],
+    ["zero-length Data", header(FrameType.Data, 0, 1, 0)],
+    ["GoAway(normal)", header(FrameType.GoAway, 0, 0, GoAwayCode.Normal)],
+    ["SYN (refused, backlog full)", (i) => encodeHeader(FrameType.WindowUpdate, Flag.SYN, 2 * i + 3, 0)], // the first fills the backlog of 1
+  ];
+
+  for (const [name, frame] of kinds) {
+    test(`${name}: a message over maxFramesPerMessage closes the session as abusive with GoAway(protocol error)`, async () => {
+      const { server, serverEnd, client } = await target({ acceptBacklog: 1 });
+      serverEnd.written.length = 0;
+      serverEnd.inject(message(5000, frame));
+      const reason = await within(1000, server.closed);
+      assert.equal((reason as WslisError).code, "ERR_ABUSIVE_PEER");
+      assert.ok(reason instanceof AbusivePeerError && reason instanceof ProtocolError);
+      const frames = framesWritten(serverEnd);
+      assert.deepEqual(
+        frames.map((f) => [f.type, f.length]),
+        [[FrameType.GoAway, GoAwayCode.ProtocolError]],
+        "what was queued for the peer is dropped: it gets the GoAway alone",
+      );
+      client.close();
+    });
+
+    for (const reading of [true, false]) {
+      test(`${name}: messages under the budget, peer ${reading ? "reading" : "not reading"}: replies stay bounded`, async () => {
+        const { server, serverEnd, clientEnd, client } = await target({ acceptBacklog: 1 });
+        if (!reading) serverEnd.freeze(); // nothing the server sends is delivered: its transport fills up
+        const before = serverEnd.written.length;
+        let sent = 0;
+        let turns = 1;
+        for (let m = 0; m < 200; m++) {
+          serverEnd.inject(message(1000, (i) => frame(m * 1000 + i)));
+          sent += 1000;
+          if (reading || m % 10 === 9) {
+            await turn(); // a reading peer: one message per turn, as one socket read
+            turns++;
+          }
+          if (server.closeReason) break;
+        }
+        await turn();
+        const replies = serverEnd.written.slice(before).length;
+        if (name.startsWith("SYN") && !reading) {
+          // Refusals wait for a peer that does not read: past maxPendingReplies the session gives up on it.
+          assert.equal((server.closeReason as WslisError | undefined)?.code, "ERR_ABUSIVE_PEER");
+        } else if (name.startsWith("SYN")) {
+          assert.equal(server.closeReason, undefined, "a reading peer gets its refusals");
+          assert.equal(replies, sent, "one RST per refused SYN");
+        } else if (name === "Ping(SYN)") {
+          assert.equal(server.closeReason, undefined);
+          assert.ok(replies <= turns, `one pong per burst of pings: ${replies} frames for ${sent} pings in ${turns} turns`);
+        } else {
+          assert.equal(server.closeReason, undefined);
+          assert.equal(replies, 0, "nothing to answer");
+        }
+        assert.ok(serverEnd.inFlight <= 64 * 1024 + 1024 * 1024, `bytes queued towards the peer: ${serverEnd.inFlight}`);
+        assert.ok(clientEnd);
+        client.close();
+        server.close();
+      });
+    }
+  }
+
+  test("acceptBacklog 0: every SYN is refused at once with RST, none is kept", async () => {
+    const { client, server } = sessionPair({ acceptBacklog: 0 });
+    const streams = await Promise.all(Array.from({ length: 3 }, () => client.open()));
+    for (const stream of streams) await within(1000, assert.rejects(stream.closed, hasCode("ERR_STREAM_RESET")));
+    assert.equal(server.numStreams, 0);
+    const controller = new AbortController();
+    const accepting = server.accept({ signal: controller.signal });
+    controller.abort();
+    await assert.rejects(accepting, { name: "AbortError" });
+    client.close();
+  });
+
+  test("a Data header announcing more than the stream's window is refused from the header, before its body", async () => {
+    const [end] = memoryPair();
+    const session = new Session(end, { role: "server", keepAliveInterval: 0 });
+    end.inject(encodeHeader(FrameType.WindowUpdate, Flag.SYN, 1, 0));
+    // 16 MiB announced (within the largest window the session could grant, not within this stream's); no body follows.
+    end.inject(encodeHeader(FrameType.Data, 0, 1, 16 * 1024 * 1024));
+    const reason = await within(1000, session.closed, "the session to close on the header alone");
+    assert.equal((reason as WslisError).code, "ERR_PROTOCOL");
+    assert.match(reason.message, /window/);
+  });
+
+  test("a SYN carrying more data than the initial window is refused from its header", async () => {
+    const [end] = memoryPair();
+    const session = new Session(end, { role: "server", keepAliveInterval: 0 });
+    end.inject(encodeHeader(FrameType.Data, Flag.SYN, 1, INITIAL_WINDOW + 1));
+    assert.equal(((await within(1000, session.closed)) as WslisError).code, "ERR_PROTOCOL");
+  });
+
+  test("tiny frames cannot pin whole messages: a queued stream keeps at most about its bytes", async () => {
+    const { server, serverEnd } = await target();
+    // 1,000 messages of 64 KiB, each carrying one byte for stream 1 (never read) and padding for nobody.
+    for (let m = 0; m < 1000; m++) {
+      const bytes = new Uint8Array(64 * 1024);
+      bytes.set(encodeHeader(FrameType.Data, 0, 1, 1), 0);
+      bytes.set(encodeHeader(FrameType.Data, 0, 99, bytes.length - 25), 13); // a stream we do not know: passed over
+      serverEnd.inject(bytes);
+    }
+    assert.equal(server.closeReason, undefined);
+    const used = process.memoryUsage().arrayBuffers;
+    assert.ok(used < 40 * 1024 * 1024, `array buffers held: ${used} bytes (64 MB were sent)`);
+    server.close();
+  });
+
+  test("open() waiters: one woken by an ACK that fails with ERR_TOO_MANY_STREAMS passes the wake-up on", async () => {
+    const { client, server } = sessionPair({ maxStreams: 2, maxUnackedOpens: 1 });
+    void (async () => {
+      for (;;) await server.accept();
+    })().catch(() => {});
+    const results = await within(
+      2000,
+      Promise.allSettled(Array.from({ length: 1000 }, () => client.open())),
+      "1,000 opens to settle",
+    );
+    const opened = results.filter((r) => r.status === "fulfilled").length;
+    const refused = results.filter((r) => r.status === "rejected" && hasCode("ERR_TOO_MANY_STREAMS")(r.reason)).length;
+    assert.equal(opened, 2);
+    assert.equal(refused, 998);
+    client.close();
+  });
+
+  test("a write that fails resets the stream, so the peer's read does not hang", async () => {
+    const { client, server } = sessionPair();
+    const accepted = server.accept();
+    const stream = await client.open();
+    const peer = await accepted;
+    const reading = readAll(peer.readable);
+    await assert.rejects(stream.writable.getWriter().write("text" as unknown as Uint8Array), TypeError);
+    await within(1000, assert.rejects(reading, hasCode("ERR_STREAM_RESET")), "the peer's read");
+    client.close();
+  });
+
+  test("keepalive ping ids are unpredictable", async () => {
+    const { client, clientEnd } = sessionPair();
+    for (let i = 0; i < 5; i++) await client.ping();
+    const ids = framesWritten(clientEnd)
+      .filter((f) => f.type === FrameType.Ping && f.flags === Flag.SYN)
+      .map((f) => f.length);
+    assert.ok(ids.length >= 5);
+    const sequential = ids.every((id, i) => i === 0 || id === ids[i - 1]! + 1);
+    assert.equal(sequential, false, `ids ${ids.join(", ")}`);
     client.close();
   });
 });

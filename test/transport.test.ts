@@ -10,7 +10,9 @@ import { MAX_MESSAGE_FRAMES, Outbox, type MessageSink } from "../src/yamux/outbo
 import { BufferPool } from "../src/yamux/pool.js";
 import { FakeClock } from "./helpers/clock.js";
 import { decodeFrames } from "./helpers/frames.js";
-import { randomBytes } from "./helpers/memory.js";
+import { randomBytes, readAll, within } from "./helpers/memory.js";
+import { startServer } from "./helpers/net.js";
+import { dialAndListen } from "../server-node/device.js";
 
 /**
  * A transport stand-in that "writes" a message only when the test says so: its bytes are captured at
@@ -334,4 +336,39 @@ test("webSocketTransport: backpressure from send callbacks, bytes reusable only 
   assert.equal(drains, 1);
   transport.close(new ProtocolError("test"));
   assert.deepEqual(ws.closedWith, [CloseCode.ProtocolError, "yamux protocol error"]);
+});
+
+test("over real ws: a server with maxStreamWindow 256 KiB and a Node device writing on 4 streams (no 1009)", async () => {
+  const size = 4 * 1024 * 1024;
+  let resolve!: (value: Uint8Array[]) => void;
+  let reject!: (error: unknown) => void;
+  const done = { promise: new Promise<Uint8Array[]>((res, rej) => ((resolve = res), (reject = rej))), resolve, reject };
+  const { server, url } = await startServer(
+    async (dialer) => {
+      try {
+        const conns = await Promise.all(Array.from({ length: 4 }, () => dialer.dial()));
+        resolve(await Promise.all(conns.map((conn) => readAll(conn.readable))));
+      } catch (error) {
+        reject(error);
+      }
+    },
+    { session: { maxStreamWindow: 256 * 1024 } },
+  );
+  const lis = await dialAndListen(url, { params: { deviceId: "writer" }, reconnect: false });
+  try {
+    void (async () => {
+      for await (const conn of lis) {
+        const writer = conn.writable.getWriter();
+        void writer.write(randomBytes(size, conn.streamID)).then(() => writer.close(), () => {});
+      }
+    })();
+    const got = await within(20_000, done.promise, "four 4 MiB streams");
+    for (const [i, bytes] of got.entries()) {
+      assert.equal(Buffer.compare(bytes, randomBytes(size, 2 * i + 1)), 0, `stream ${2 * i + 1} carried its bytes`);
+    }
+    assert.equal(server.devices.size, 1, "the connection lived");
+  } finally {
+    await lis.close();
+    await server.close();
+  }
 });

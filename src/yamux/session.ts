@@ -103,9 +103,10 @@ export interface SessionOptions {
    */
   maxFramesPerMessage?: number;
   /**
-   * Replies a peer caused (RSTs refusing its streams) that may wait while it does not read them; beyond
-   * it the peer is abusive (`ERR_ABUSIVE_PEER`). Pings cost nothing here: a burst of them is answered
-   * with one pong. In frames (12 bytes each). Default 1024.
+   * Replies a peer caused (RSTs refusing its streams) not yet handed to the transport: those of one
+   * turn, and those waiting while the peer does not read; beyond it the peer is abusive
+   * (`ERR_ABUSIVE_PEER`). Pings cost nothing here: a burst of them is answered with one pong. In frames
+   * (12 bytes each). Default 1024.
    */
   maxPendingReplies?: number;
   /** Interval between keepalive pings, in ms; 0 disables them. Default 30 000 (hashicorp/yamux). */

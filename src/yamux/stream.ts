@@ -165,7 +165,19 @@ export class Stream {
           this.#writeController = controller;
         },
         write: (chunk) => {
-          const pending = this.#write(toBytes(chunk), 0);
+          // A write that fails leaves the writable errored: reset the stream, so the peer's read does not
+          // wait forever for bytes that will never come (hashicorp/yamux GHSA-29qp-crvh-w22m).
+          let pending: Promise<void> | undefined;
+          try {
+            pending = this.#write(toBytes(chunk), 0);
+          } catch (error) {
+            this.#writeFailed(error);
+            throw error;
+          }
+          pending &&= pending.catch((error: unknown) => {
+            this.#writeFailed(error);
+            throw error;
+          });
           this.#writing = pending ?? SETTLED;
           return pending;
         },
@@ -414,6 +426,11 @@ export class Stream {
       }
     }
     return undefined;
+  }
+
+  /** A write failed: the stream is reset, unless the failure was writing after our FIN (the peer saw the end). */
+  #writeFailed(error: unknown): void {
+    if (!(error instanceof StreamClosedError)) this.reset();
   }
 
   #sendFin(): void {
