@@ -162,6 +162,7 @@ export async function benchStreams(options: StreamsOptions = {}): Promise<Stream
       running.push(await start(pair, goBinary, settings.holdStreams + 64));
       // Warm-up: JIT, socket buffers, the session's tuned window.
       await command(running.at(-1)!.server, "rr 200 1");
+      await command(running.at(-1)!.server, `rr ${Math.min(500, settings.rrConcurrentOps)} 64`);
       await command(running.at(-1)!.server, `bulk 4 ${Math.min(settings.bulkBytes, MiB)}`);
       log(`streams: ${pair.name} connected`);
     }
