@@ -44,11 +44,12 @@ for (const [file, budget] of Object.entries(budgets)) {
 /**
  * Min+gzip budgets (level 9) of tree-shaken apps, in bytes: what an app importing only these names ships.
  * Measured on 2026-12-02: 9 556-9 565 (`dialAndListen`) and 15 006 (`dialAndListen` + `serveHttp`); the
+ * same day, with the outbox in the browser build (as for the budgets above): 10 951 and 16 483. The
  * budgets add about 5%. The goals are 6 KiB and 10 KiB (printed by `npm run bench`).
  */
 const appBudgets: Record<string, number> = {
-  "wslis: dialAndListen": 10_000,
-  "wslis: dialAndListen + serveHttp": 15_700,
+  "wslis: dialAndListen": 11_500,
+  "wslis: dialAndListen + serveHttp": 17_300,
 };
 
 test("tree-shaken apps stay within their min+gzip budgets, and serveHttp costs only those who import it", async () => {
