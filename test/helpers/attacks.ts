@@ -89,9 +89,10 @@ const MARKER = 0x5eed_f00d;
 export async function runAgainstServer(target: Target, attack: Attack, timeoutMs: number): Promise<Result> {
   const id = `hostile-${Math.random().toString(36).slice(2, 10)}`;
   const from = target.events.length;
-  await target.reset();
   const peer = await hostileDevice(`ws://127.0.0.1:${target.port}/`, id);
   await target.waitEvent((e) => e.event === "connect" && e.id === id, 10_000, "the hostile device's session");
+  // The figures start once the hostile device is connected: they are the attack's, not the upgrade's.
+  await target.reset();
   return finish(target, attack, peer, from, timeoutMs, () =>
     target.waitEvent((e) => target.events.indexOf(e) >= from && isFor(id)(e), timeoutMs, `${attack.name}: the server handling every message`),
     id,
