@@ -4,6 +4,7 @@ import { describe, test } from "node:test";
 import { AbusivePeerError, ProtocolError, WslisError } from "../src/errors.js";
 import { Flag, FrameType, GoAwayCode, HEADER_SIZE, INITIAL_WINDOW, encodeHeader, readHeader } from "../src/yamux/frame.js";
 import { Session } from "../src/yamux/session.js";
+import { WindowTuner } from "../src/yamux/tuner.js";
 import type { Stream } from "../src/yamux/stream.js";
 import { memoryPair, randomBytes, readAll, seeded, sessionPair, until, within, type MemoryEnd } from "./helpers/memory.js";
 
@@ -676,5 +677,46 @@ describe("hostile peers: floods, budgets, limits", () => {
     const sequential = ids.every((id, i) => i === 0 || id === ids[i - 1]! + 1);
     assert.equal(sequential, false, `ids ${ids.join(", ")}`);
     client.close();
+  });
+});
+
+describe("WindowTuner (pure: times are arguments)", () => {
+  const KiB = 1024;
+  test("no round trip measured yet: no growth", () => {
+    const tuner = new WindowTuner({ maxWindow: 16 * 1024 * KiB });
+    assert.equal(tuner.next(256 * KiB, 0), 256 * KiB);
+  });
+
+  test("a window read within four round trips doubles, up to the maximum; slower, it stays", () => {
+    const tuner = new WindowTuner({ maxWindow: 1024 * KiB });
+    tuner.observeRtt(10);
+    assert.equal(tuner.next(256 * KiB, 39), 512 * KiB);
+    assert.equal(tuner.next(512 * KiB, 40), 512 * KiB, "four round trips: not faster than the window allows");
+    assert.equal(tuner.next(512 * KiB, 5), 1024 * KiB);
+    assert.equal(tuner.next(1024 * KiB, 1), 1024 * KiB, "never past the maximum");
+  });
+
+  test("a later stream that proves fast goes straight to the largest window reached", () => {
+    const tuner = new WindowTuner({ maxWindow: 16 * 1024 * KiB });
+    tuner.observeRtt(10);
+    let window = 256 * KiB;
+    for (let i = 0; i < 4; i++) window = tuner.next(window, 1);
+    assert.equal(window, 4096 * KiB);
+    assert.equal(tuner.next(256 * KiB, 1), 4096 * KiB);
+    assert.equal(tuner.reached, 4096 * KiB);
+  });
+
+  test("the round trip is the minimum of recent samples (an inflated ping does not ease growth), floored at 2 ms", () => {
+    const tuner = new WindowTuner({ maxWindow: 16 * 1024 * KiB, samples: 3 });
+    tuner.observeRtt(10);
+    tuner.observeRtt(500); // a ping stuck behind a full send buffer
+    assert.equal(tuner.rtt, 10);
+    assert.equal(tuner.next(256 * KiB, 100), 256 * KiB, "100 ms is ten round trips, not a fifth of one");
+    tuner.observeRtt(0.1);
+    assert.equal(tuner.rtt, 2, "loopback: an idle ping understates a busy event-loop turn");
+    tuner.observeRtt(50);
+    tuner.observeRtt(60);
+    tuner.observeRtt(70);
+    assert.equal(tuner.rtt, 50, "old samples are forgotten");
   });
 });

@@ -31,6 +31,7 @@ import {
 import { MAX_MESSAGE_BYTES, MAX_MESSAGE_FRAMES, Outbox } from "./outbox.js";
 import { BufferPool } from "./pool.js";
 import { Stream, type StreamHost } from "./stream.js";
+import { WindowTuner } from "./tuner.js";
 
 /**
  * What the session needs from the message pipe under it (a WebSocket, an in-memory pair...). It knows no
@@ -142,7 +143,7 @@ interface PendingPing extends Waiter<number> {
  * `close` when the session ended (see {@link Session.closeReason}), `rtt` (a CustomEvent whose detail is
  * a ping's round-trip time in ms) for every ping answered, keepalives included.
  */
-export class Session extends EventTarget implements StreamHost {
+export class Session extends EventTarget {
   readonly role: "client" | "server";
   readonly maxFrameSize: number;
   /** Resolves with the reason once the session has ended. Never rejects. */
@@ -160,8 +161,9 @@ export class Session extends EventTarget implements StreamHost {
   readonly #maxPendingReplies: number;
   readonly #window: number;
   readonly #maxWindow: number;
-  /** The largest receive window auto-tuning gave a stream of this session so far. */
-  #tunedWindow = 0;
+  readonly #tuner: WindowTuner;
+  /** What streams may call: the stream <-> session contract, kept off the public surface. */
+  readonly #host: StreamHost;
   #rtt = 0;
   readonly #keepAliveInterval: number;
   readonly #keepAliveTimeout: number;
@@ -201,13 +203,25 @@ export class Session extends EventTarget implements StreamHost {
     this.#keepAliveTimeout = settings.keepAliveTimeout;
     this.#streamCloseTimeout = settings.streamCloseTimeout;
     this.#timers = options.timers ?? systemClock;
+    this.#tuner = new WindowTuner({ maxWindow: this.#maxWindow });
+    const timers = this.#timers;
+    this.#host = {
+      maxFrameSize: this.maxFrameSize,
+      tuner: this.#tuner,
+      sendWindowUpdate: (streamID, flags, delta) => this.#sendWindowUpdate(streamID, flags, delta),
+      sendData: (streamID, body) => this.#sendData(streamID, body),
+      streamAcked: (stream) => this.#streamAcked(stream),
+      streamEnded: (stream) => this.#streamEnded(stream),
+      now: () => timers.now(),
+      setTimeout: (fn, ms) => timers.setTimeout(fn, ms),
+      clearTimeout: (handle) => timers.clearTimeout(handle),
+    };
     this.#logger = options.logger;
     // A peer never sends a frame larger than the window it was given.
     this.#decoder = new Decoder({ maxDataLength: this.#maxWindow });
     this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
 
     this.#transport = transport;
-    const timers = this.#timers;
     this.#outbox = new Outbox({
       sink: transport,
       pool: new BufferPool({
@@ -383,26 +397,26 @@ export class Session extends EventTarget implements StreamHost {
     this.dispatchEvent(new Event("close"));
   }
 
-  // StreamHost: what streams call.
+  // What streams call, through #host.
 
-  sendWindowUpdate(streamID: number, flags: number, delta: number): void {
+  #sendWindowUpdate(streamID: number, flags: number, delta: number): void {
     if (this.#transportClosed) return;
     this.#outbox.control(FrameType.WindowUpdate, flags, streamID, delta);
   }
 
-  sendData(streamID: number, body: Uint8Array): Promise<void> | undefined {
+  #sendData(streamID: number, body: Uint8Array): Promise<void> | undefined {
     if (this.#closeReason) return Promise.reject(this.#closeReason);
     if (this.#outbox.data(streamID, body)) return undefined;
     return new Promise<void>((resolve, reject) => this.#drainWaiters.push({ resolve, reject }));
   }
 
-  streamAcked(stream: Stream): void {
+  #streamAcked(stream: Stream): void {
     if (stream.streamID % 2 !== this.#nextStreamID % 2) return; // the peer's stream: ACKed on arrival
     this.#unackedOpens--;
     this.#wakeOpenWaiter();
   }
 
-  streamEnded(stream: Stream): void {
+  #streamEnded(stream: Stream): void {
     if (this.#streams.get(stream.streamID) !== stream) return;
     this.#streams.delete(stream.streamID);
     if (this.#streams.size === 0) this.#notifyIdle();
@@ -415,24 +429,6 @@ export class Session extends EventTarget implements StreamHost {
   /** The latest ping round-trip time in ms (keepalives and `ping()`; one ping at start), 0 while unknown. */
   get rtt(): number {
     return this.#rtt;
-  }
-
-  growWindow(current: number): number {
-    const grown = Math.min(Math.max(current * 2, this.#tunedWindow), this.#maxWindow);
-    this.#tunedWindow = Math.max(this.#tunedWindow, grown);
-    return grown;
-  }
-
-  now(): number {
-    return this.#timers.now();
-  }
-
-  setTimeout(fn: () => void, ms: number): unknown {
-    return this.#timers.setTimeout(fn, ms);
-  }
-
-  clearTimeout(handle: unknown): void {
-    this.#timers.clearTimeout(handle);
   }
 
   // Inbound.
@@ -547,6 +543,7 @@ export class Session extends EventTarget implements StreamHost {
       if (ping === undefined) return;
       const rtt = this.#timers.now() - ping.start;
       this.#rtt = rtt;
+      this.#tuner.observeRtt(rtt);
       ping.resolve(rtt);
       this.dispatchEvent(new CustomEvent("rtt", { detail: rtt }));
     }
@@ -566,7 +563,7 @@ export class Session extends EventTarget implements StreamHost {
   }
 
   #newStream(streamID: number, acked: boolean): Stream {
-    const stream = new Stream(this, streamID, {
+    const stream = new Stream(this.#host, streamID, {
       window: this.#window,
       maxWindow: this.#maxWindow,
       acked,

@@ -13,6 +13,7 @@
 
 import { ProtocolError, StreamClosedError, StreamResetError } from "../errors.js";
 import { Flag, FrameType, INITIAL_WINDOW, type Frame } from "./frame.js";
+import type { WindowTuner } from "./tuner.js";
 
 /**
  * Lifecycle of a stream. The SYN/ACK handshake is tracked apart (`acked`): a stream is usable both ways
@@ -54,13 +55,8 @@ export interface StreamHost {
   streamAcked(stream: Stream): void;
   /** The stream reached Closed or Reset. */
   streamEnded(stream: Stream): void;
-  /** The session's latest ping round-trip time in ms, 0 while unknown. */
-  readonly rtt: number;
-  /**
-   * Auto-tuning: the window a stream whose reader keeps up grows to from `current` (doubled, or at once
-   * to the largest window a stream of this session reached; at most the session's maximum).
-   */
-  growWindow(current: number): number;
+  /** Auto-tuning: the session's tuner says what window a stream that read a whole one gets next. */
+  readonly tuner: WindowTuner;
   /** Milliseconds from a monotonic clock. */
   now(): number;
   /** Timers, injected (tests, throttled pages). */
@@ -341,12 +337,9 @@ export class Stream {
    * Returns `n` consumed bytes to the peer as window credit, batched to a quarter window (hashicorp/yamux
    * waits for half; a quarter keeps a fast writer from stalling on every round trip).
    *
-   * Auto-tuning, as QUIC and libp2p's yamux do it: when the consumer reads a whole window within four
-   * round trips, the window, not the reader, is what limits the stream, so it doubles, up to
-   * `maxWindow`; a later stream of the same session whose reader proves as fast goes straight to the
-   * window the earlier one reached (the session asks for many bulk streams in a row, each one should not
-   * climb again from 256 KiB). A stream nobody reads, or reads slowly, never grows: it holds at most its
-   * first window.
+   * Auto-tuning: each time the consumer has read a whole window, the session's {@link WindowTuner} says
+   * whether the window grows (it was read within four round trips). A stream nobody reads, or reads
+   * slowly, never grows: it holds at most its first window.
    */
   #grant(n: number): void {
     this.#consumed += n;
@@ -355,14 +348,9 @@ export class Stream {
     let delta = this.#consumed;
     if (this.#epochConsumed >= this.#window) {
       const now = this.#host.now();
-      // A JavaScript receiver answers a round trip no faster than its event loop turns: a ping between
-      // idle peers on loopback understates that, so the round trip counts as at least 2 ms here.
-      const rtt = this.#host.rtt > 0 ? Math.max(this.#host.rtt, 2) : 0;
-      if (this.#window < this.#maxWindow && rtt > 0 && now - this.#epochStart < 4 * rtt) {
-        const grown = Math.min(this.#host.growWindow(this.#window), this.#maxWindow);
-        delta += grown - this.#window;
-        this.#window = grown;
-      }
+      const grown = Math.min(this.#host.tuner.next(this.#window, now - this.#epochStart), this.#maxWindow);
+      delta += grown - this.#window;
+      this.#window = grown;
       this.#epochStart = now;
       this.#epochConsumed = 0;
     }
