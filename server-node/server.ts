@@ -448,7 +448,8 @@ export class Server extends EventTarget {
       {
         maxHeaderSize: this.#options.maxHeaderSize ?? 16 * 1024,
         headersTimeout: this.#options.handshakeTimeout ?? 10_000,
-        requestTimeout: this.#options.handshakeTimeout ?? 10_000,
+        // A node-to-node request streams a device's body for as long as it takes: only its head is bounded.
+        requestTimeout: this.#options.cluster ? 0 : (this.#options.handshakeTimeout ?? 10_000),
         // Node checks those timeouts every 30 s by default; a client that never upgrades would linger.
         connectionsCheckingInterval: Math.min(1000, this.#options.handshakeTimeout ?? 10_000),
       },

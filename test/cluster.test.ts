@@ -8,7 +8,8 @@ import { connect, createServer, type Server as NetServer, type Socket } from "no
 import { after, before, describe, test } from "node:test";
 import { dialAndListen, serveHttp, type Listener } from "../server-node/device.js";
 import { startFixture, type Child } from "./helpers/child.js";
-import { startRedis, type RedisProcess } from "./helpers/redis.js";
+import { listenAndServe } from "../server-node/index.js";
+import { freePort, startRedis, type RedisProcess } from "./helpers/redis.js";
 import { kilobyte } from "./helpers/cluster.js";
 
 const SECRET = "a-cluster-secret-for-tests";
@@ -282,4 +283,35 @@ describe("three nodes, one fleet", () => {
     assert.equal(gone.error?.code, "ERR_DEVICE_NOT_FOUND");
     assert.ok(gone.ms < 500);
   });
+});
+
+test("listenAndServe nodes: a forwarded request body may stream for longer than handshakeTimeout", async () => {
+  const redis = await startRedis();
+  cleanup.push(() => redis.stop());
+  const quiet = { warn() {}, error() {} };
+  const node = async (nodeId: string) => {
+    const port = await freePort();
+    const server = await listenAndServe(`127.0.0.1:${port}`, () => {}, {
+      logger: quiet,
+      drainTimeout: 200,
+      handshakeTimeout: 300,
+      cluster: { redis: redis.url, nodeId, secret: SECRET, ttl: TTL, advertise: `http://127.0.0.1:${port}` },
+    });
+    cleanup.push(() => server.close());
+    return { server, url: `ws://127.0.0.1:${port}/` };
+  };
+  const [a, b] = [await node("a"), await node("b")];
+  await device(b.url, "slow-reader");
+  await until(async () => (await a.server.lookup("slow-reader").catch(() => undefined)) !== undefined, 5000, "device in the directory");
+  // 10 chunks, 100 ms apart: a second of body, past the 300 ms handshake bound.
+  let sent = 0;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (sent === 10) return controller.close();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      controller.enqueue(new TextEncoder().encode(`chunk${sent++};`));
+    },
+  });
+  const res = await a.server.fetch("slow-reader", "http://device/echo", { method: "POST", body, duplex: "half" } as RequestInit);
+  assert.equal(await res.text(), Array.from({ length: 10 }, (_, i) => `chunk${i};`).join(""));
 });
