@@ -68,6 +68,15 @@ export interface DialOptions {
   session?: SessionOptions;
   /** Random numbers in [0, 1) for backoff jitter. Default Math.random. */
   random?: () => number;
+  /**
+   * One connection per kiosk across tabs (browsers with `navigator.locks`): before its first dial the
+   * listener takes a Web Lock named after the URL (without its query) and the `deviceId` parameter, and
+   * holds it until it closes. A second tab of the same kiosk waits (its `ready` pending, no events) and
+   * takes over when the first closes, instead of replacing it. A string is the lock's name (use it when
+   * the device id travels elsewhere, e.g. in a token). `false` turns it off. Default: on where the
+   * runtime has Web Locks (browsers), off elsewhere (Node).
+   */
+  lock?: boolean | string;
 }
 
 /** How a runtime opens a WebSocket; the entry point (browser or Node) provides it. */
@@ -93,6 +102,13 @@ export interface Platform {
   transportOptions?: WebSocketTransportOptions;
   /** This runtime's timers and end-of-turn flush, for sessions and transports (`session.timers` wins). */
   clock?: Clock;
+  /** The Web Locks API (`navigator.locks`) where the runtime has one: one connection per kiosk across tabs. */
+  locks?: LockManagerLike;
+}
+
+/** What wslis uses of the Web Locks API's `LockManager`. */
+export interface LockManagerLike {
+  request(name: string, options: { signal?: AbortSignal }, callback: (lock: unknown) => Promise<void>): Promise<unknown>;
 }
 
 /** Events of a {@link Listener}. */
@@ -242,6 +258,41 @@ class DeviceListener extends EventTarget implements Listener {
     }
   }
 
+  /** Set once this listener holds its Web Lock (or needs none); released when the listener closes. */
+  #locked = false;
+  #lockRequest: AbortController | undefined;
+
+  /**
+   * Waits for this kiosk's Web Lock, the first time only; held until `closed` resolves (the browser
+   * also releases it when the page goes away, which is how a waiting tab takes over).
+   */
+  async #lock(url: URL): Promise<void> {
+    if (this.#locked) return;
+    const locks = this.#platform.locks;
+    const option = this.#options.lock ?? true;
+    if (!locks || option === false) {
+      this.#locked = true;
+      return;
+    }
+    const name =
+      typeof option === "string"
+        ? option
+        : `wslis ${url.protocol}//${url.host}${url.pathname} deviceId=${url.searchParams.get("deviceId") ?? ""}`;
+    const request = new AbortController();
+    this.#lockRequest = request;
+    await new Promise<void>((acquired, failed) => {
+      locks
+        .request(name, { signal: request.signal }, async () => {
+          acquired();
+          await this.closed;
+        })
+        .catch(failed);
+    });
+    this.#lockRequest = undefined;
+    this.#locked = true;
+    if (this.#closeReason) throw this.#closeReason;
+  }
+
   async #connect(): Promise<Session> {
     const url = new URL(this.#url);
     const params = await resolve(this.#options.params);
@@ -251,6 +302,7 @@ class DeviceListener extends EventTarget implements Listener {
     const headerValue = await resolve(this.#options.headers);
     const headers = headerValue === undefined ? undefined : new Headers(headerValue);
     if (this.#closeReason) throw this.#closeReason;
+    await this.#lock(url);
 
     const dialing = new AbortController();
     this.#dialing = dialing;
@@ -357,6 +409,7 @@ class DeviceListener extends EventTarget implements Listener {
     clearTimeout(this.#retryTimer);
     this.#wakeRetry?.();
     this.#dialing?.abort(reason);
+    this.#lockRequest?.abort(reason);
     const closedError = new ListenerClosedError({ cause: reason });
     for (const waiter of this.#sessionWaiters.splice(0)) waiter.reject(closedError);
     const session = this.#session;

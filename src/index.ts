@@ -4,7 +4,7 @@
  */
 
 import { messageChannelDefer, systemClock } from "./yamux/clock.js";
-import { dialAndListen as dial, listen as listenOn, type Listener, type DialOptions, type Platform } from "./client.js";
+import { dialAndListen as dial, listen as listenOn, type LockManagerLike, type Listener, type DialOptions, type Platform } from "./client.js";
 
 export const browserPlatform: Platform = {
   WebSocket: globalThis.WebSocket as Platform["WebSocket"],
@@ -12,6 +12,7 @@ export const browserPlatform: Platform = {
   open: (WebSocket, url, protocols) => new WebSocket(url, protocols),
   // The outbox flushes in a task of its own: not throttled in hidden tabs, unlike timers.
   clock: { ...systemClock, defer: messageChannelDefer() },
+  locks: (globalThis.navigator as { locks?: LockManagerLike } | undefined)?.locks,
 };
 
 /**
@@ -31,7 +32,7 @@ export function listen(url: string | URL, options: DialOptions = {}): Listener {
   return listenOn(url, options, browserPlatform);
 }
 
-export type { Listener, Conn, DialOptions, ReconnectOptions, Provider, ListenerEventMap, Platform } from "./client.js";
+export type { LockManagerLike, Listener, Conn, DialOptions, ReconnectOptions, Provider, ListenerEventMap, Platform } from "./client.js";
 export * from "./errors.js";
 export { CloseCode } from "./close-codes.js";
 export { webSocketTransport } from "./transport.js";
