@@ -37,7 +37,7 @@ export * from "./errors.js";
 export { CloseCode } from "./close-codes.js";
 export { webSocketTransport } from "./transport.js";
 export type { WebSocketLike, WebSocketConstructor, WebSocketTransportOptions } from "./transport.js";
-export { Session } from "./yamux/session.js";
+export { Session, SessionState } from "./yamux/session.js";
 export type { SessionOptions, SessionInit, Transport, TransportSink, Timers, Logger } from "./yamux/session.js";
 export type { Clock } from "./yamux/clock.js";
 export type { TypedEventTarget } from "./events.js";

@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { describe, test } from "node:test";
 import { AbusivePeerError, ProtocolError, WslisError } from "../src/errors.js";
 import { Flag, FrameType, GoAwayCode, HEADER_SIZE, INITIAL_WINDOW, encodeHeader, readHeader } from "../src/yamux/frame.js";
-import { Session } from "../src/yamux/session.js";
+import { Session, SessionState } from "../src/yamux/session.js";
 import { WindowTuner } from "../src/yamux/tuner.js";
 import type { Stream } from "../src/yamux/stream.js";
 import { memoryPair, randomBytes, readAll, seeded, sessionPair, until, within, type MemoryEnd } from "./helpers/memory.js";
@@ -718,5 +718,26 @@ describe("WindowTuner (pure: times are arguments)", () => {
     tuner.observeRtt(60);
     tuner.observeRtt(70);
     assert.equal(tuner.rtt, 50, "old samples are forgotten");
+  });
+});
+
+describe("session states", () => {
+  test("Open -> GoingAway -> Closed; a lost connection closes without a GoAway", async () => {
+    const { client, server, clientEnd } = sessionPair();
+    assert.equal(client.state, SessionState.Open);
+    client.goAway();
+    assert.equal(client.state, SessionState.GoingAway);
+    client.close();
+    assert.equal(client.state, SessionState.Closed);
+    await within(1000, server.closed);
+    assert.equal(server.state, SessionState.Closed);
+    const goAways = framesWritten(clientEnd).filter((f) => f.type === FrameType.GoAway);
+    assert.equal(goAways.length, 1, "one GoAway, from goAway(); close() did not send another");
+
+    const lost = sessionPair();
+    lost.clientEnd.fail(new Error("network down"));
+    await within(1000, lost.client.closed);
+    assert.equal(lost.client.state, SessionState.Closed);
+    assert.equal(framesWritten(lost.clientEnd).filter((f) => f.type === FrameType.GoAway).length, 0, "nothing said to a gone peer");
   });
 });

@@ -129,6 +129,26 @@ export interface SessionInit extends SessionOptions {
   firstStreamID?: number;
 }
 
+/**
+ * Lifecycle of a session (what the peer announced with its own GoAway is tracked apart: it only stops
+ * `open()`).
+ *
+ * ```
+ *   Open ── goAway() ──▶ GoingAway (SYNs refused; live streams go on)
+ *     │                      │
+ *     └──────────┬───────────┘
+ *                ▼  close(reason), the connection lost, GoAway(error) received, a protocol error
+ *             Closed (final: every stream and pending operation failed with the reason)
+ * ```
+ * Every transition into Closed goes through `#end`.
+ */
+export const SessionState = {
+  Open: "open",
+  GoingAway: "goingAway",
+  Closed: "closed",
+} as const;
+export type SessionState = (typeof SessionState)[keyof typeof SessionState];
+
 interface Waiter<T> {
   resolve(value: T): void;
   reject(error: Error): void;
@@ -180,9 +200,9 @@ export class Session extends EventTarget {
   readonly #idleWaiters: (() => void)[] = [];
   #keepAliveTimer: unknown;
 
-  #localGoAway = false;
+  #state: SessionState = SessionState.Open;
+  /** The peer sent GoAway(normal): what it said, not a state of ours; `open()` rejects. */
   #remoteGoAway = false;
-  #transportClosed = false;
   #closeReason: Error | undefined;
   #resolveClosed!: (reason: Error) => void;
 
@@ -238,14 +258,13 @@ export class Session extends EventTarget {
     transport.start({
       data: (chunk) => this.#receive(chunk),
       drain: () => this.#outbox.drain(),
-      close: (error) => {
-        this.#transportClosed = true;
-        this.close(
+      close: (error) =>
+        this.#end(
           error instanceof WslisError
             ? error
             : new SessionClosedError("ERR_CONNECTION_LOST", error?.message ?? "the connection closed", { cause: error }),
-        );
-      },
+          "silent",
+        ),
     });
     this.#scheduleKeepAlive();
     // One ping at once: its round trip sizes stream windows (see maxStreamWindow).
@@ -255,6 +274,11 @@ export class Session extends EventTarget {
   /** Live streams, both directions. */
   get numStreams(): number {
     return this.#streams.size;
+  }
+
+  /** Where the session is in its lifecycle (see {@link SessionState}). */
+  get state(): SessionState {
+    return this.#state;
   }
 
   /** Why the session ended, or undefined while it is open. */
@@ -356,8 +380,8 @@ export class Session extends EventTarget {
    * SYNs get RST. `close()` sends it too.
    */
   goAway(code: GoAwayCode = GoAwayCode.Normal): void {
-    if (this.#localGoAway || this.#closeReason) return;
-    this.#localGoAway = true;
+    if (this.#state !== SessionState.Open) return;
+    this.#state = SessionState.GoingAway;
     this.#outbox.control(FrameType.GoAway, 0, 0, code);
   }
 
@@ -372,17 +396,25 @@ export class Session extends EventTarget {
    * `reason` (default `ERR_SESSION_CLOSED`), and closes the transport. Idempotent.
    */
   close(reason: Error = new SessionClosedError("ERR_SESSION_CLOSED", "the session was closed")): void {
-    if (this.#closeReason) return;
-    if (this.#transportClosed) {
+    this.#end(reason, reason instanceof AbusivePeerError ? "goAwayOnly" : "goAway");
+  }
+
+  /**
+   * The one way into Closed. `farewell` says what the peer still gets: "goAway" (what is queued, then
+   * GoAway unless sent), "goAwayOnly" (an abusive peer: what was queued for it is dropped), "silent" (the
+   * connection is gone, or the peer left with GoAway(error): nothing to say).
+   */
+  #end(reason: Error, farewell: "goAway" | "goAwayOnly" | "silent"): void {
+    if (this.#state === SessionState.Closed) return;
+    if (farewell === "silent") {
       this.#outbox.abandon();
-    } else if (reason instanceof AbusivePeerError) {
-      // What was queued for an abusive peer is dropped; it gets the GoAway alone.
-      this.#localGoAway = true;
-      this.#outbox.closeWith(FrameType.GoAway, 0, 0, reason.goAwayCode);
+    } else if (farewell === "goAwayOnly") {
+      this.#outbox.closeWith(FrameType.GoAway, 0, 0, reason instanceof ProtocolError ? reason.goAwayCode : GoAwayCode.ProtocolError);
     } else {
       this.goAway(reason instanceof ProtocolError ? reason.goAwayCode : GoAwayCode.Normal);
       this.#outbox.close();
     }
+    this.#state = SessionState.Closed;
     this.#closeReason = reason;
     this.#timers.clearTimeout(this.#keepAliveTimer);
     for (const stream of [...this.#streams.values()]) stream.fail(reason);
@@ -400,7 +432,6 @@ export class Session extends EventTarget {
   // What streams call, through #host.
 
   #sendWindowUpdate(streamID: number, flags: number, delta: number): void {
-    if (this.#transportClosed) return;
     this.#outbox.control(FrameType.WindowUpdate, flags, streamID, delta);
   }
 
@@ -483,7 +514,7 @@ export class Session extends EventTarget {
 
   /** True when a SYN arriving now would be refused. */
   #refusing(): boolean {
-    return this.#localGoAway || this.#acceptQueue.length >= this.#acceptBacklog || this.#streams.size >= this.#maxStreams;
+    return this.#state !== SessionState.Open || this.#acceptQueue.length >= this.#acceptBacklog || this.#streams.size >= this.#maxStreams;
   }
 
   #handleFrame(frame: Frame): void {
@@ -552,8 +583,8 @@ export class Session extends EventTarget {
   #handleGoAway(frame: Frame): void {
     if (frame.length !== GoAwayCode.Normal) {
       const what = frame.length === GoAwayCode.ProtocolError ? "protocol error" : `error code ${frame.length}`;
-      this.#transportClosed = true; // the peer is leaving; answering it with GoAway is pointless
-      this.close(new SessionClosedError("ERR_CONNECTION_LOST", `the peer closed the session with GoAway (${what})`));
+      // The peer is leaving: answering it with GoAway is pointless.
+      this.#end(new SessionClosedError("ERR_CONNECTION_LOST", `the peer closed the session with GoAway (${what})`), "silent");
       return;
     }
     if (this.#remoteGoAway) return;
