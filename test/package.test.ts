@@ -175,7 +175,7 @@ const strict = {
 
 /** A Node program using both entries; no DOM lib: what a server project has. */
 const nodeProgram = `import { listenAndServe, Server, type ServerOptions, type Dialer } from "wslis/server";
-import { dialAndListen, listen, serveHttp, WslisError, type Conn, type DialOptions, type Listener } from "wslis";
+import { dialAndListen, listen, serveHttp, WslisError, type Conn, type DialOptions, type Listener, type SessionOptions } from "wslis";
 
 const options: ServerOptions = { authorize: () => true, drainTimeout: 1_000 };
 const server: Server = await listenAndServe("127.0.0.1:0", async (dialer: Dialer) => {
@@ -183,8 +183,14 @@ const server: Server = await listenAndServe("127.0.0.1:0", async (dialer: Dialer
   const conn: Conn = await dialer.dial();
   console.log(dialer.id, dialer.url.searchParams.get("deviceId"), response.status, conn.streamID);
 }, options);
-const dial: DialOptions = { params: { deviceId: "1" }, headers: { authorization: "Bearer x" }, reconnect: { maxRetries: 3 } };
+// Typed events: detail is known without casts.
+server.addEventListener("connect", (event) => console.log(event.detail.dialer.id));
+server.addEventListener("disconnect", (event) => console.log(event.detail.dialer.id, event.detail.reason.message));
+const session: SessionOptions = { keepAliveInterval: 5_000 }; // the yamux side is wslis's to set
+const dial: DialOptions = { params: { deviceId: "1" }, headers: { authorization: "Bearer x" }, reconnect: { maxRetries: 3 }, session };
 const lis: Listener = await dialAndListen(\`ws://127.0.0.1:\${server.address().port}\`, dial);
+lis.addEventListener("connect", (event) => console.log(event.detail.attempt));
+lis.addEventListener("disconnect", (event) => console.log(event.detail.error.message, event.detail.retryIn));
 void serveHttp(lis, async (request: Request) => new Response(new URL(request.url).pathname));
 const later: Listener = listen("ws://127.0.0.1:1", { reconnect: false });
 await later.close();
@@ -200,6 +206,7 @@ import { dialAndListen, serveHttp, type Listener } from "wslis";
 const lis: Listener = await dialAndListen(location.origin.replace(/^http/, "ws"), { params: { deviceId: "lobby" } });
 await serveHttp(lis, async () => new Response(document.title));
 const fromScriptTag: Listener = await wslis.dialAndListen("wss://example.com", { protocols: ["token"] });
+fromScriptTag.addEventListener("disconnect", (event) => console.log(event.detail.retryIn));
 await fromScriptTag.close();
 `;
 
