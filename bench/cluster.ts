@@ -64,7 +64,12 @@ export async function benchCluster(options: ClusterBenchOptions = {}): Promise<{
     await device(aPort, "local");
     await device(Number(bPort), "remote");
     const deadline = Date.now() + 10_000;
-    while (!(await a.lookup("remote"))) {
+    // Until node a's Redis connection is up, lookups fail with ERR_CLUSTER_UNAVAILABLE: wait through it.
+    const found = () => a.lookup("remote").catch((error: { code?: string }) => {
+      if (error.code === "ERR_CLUSTER_UNAVAILABLE") return undefined;
+      throw error;
+    });
+    while (!(await found())) {
       if (Date.now() > deadline) throw new Error("the remote device never reached the directory");
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
