@@ -20,7 +20,7 @@ import {
   type WebSocketLike,
   type WebSocketTransportOptions,
 } from "./transport.js";
-import type { Clock } from "./yamux/clock.js";
+import { systemClock, type Clock } from "./yamux/clock.js";
 import { maxIncomingMessageBytes } from "./yamux/outbox.js";
 import type { TypedEventTarget } from "./events.js";
 import { Session, sessionSettings, type SessionOptions, type Transport } from "./yamux/session.js";
@@ -102,6 +102,13 @@ export interface Platform {
   transportOptions?: WebSocketTransportOptions;
   /** This runtime's timers and end-of-turn flush, for sessions and transports (`session.timers` wins). */
   clock?: Clock;
+  /**
+   * Calls `wake` when the network comes back (browsers: the `online` event), so a listener backing off
+   * retries at once; returns a function that stops calling it. Absent where the runtime has no such event.
+   */
+  onOnline?(wake: () => void): () => void;
+  /** The base against which a relative URL is resolved (browsers: the page's `location.href`). */
+  baseUrl?(): string | undefined;
   /** The Web Locks API (`navigator.locks`) where the runtime has one: one connection per kiosk across tabs. */
   locks?: LockManagerLike;
 }
@@ -110,6 +117,31 @@ export interface Platform {
 export interface LockManagerLike {
   request(name: string, options: { signal?: AbortSignal }, callback: (lock: unknown) => Promise<void>): Promise<unknown>;
 }
+
+/**
+ * What a {@link Listener} is doing. Every transition happens in one place (`#enter`):
+ *
+ * ```
+ *                 dial ok                 GoAway, reconnect off
+ *   connecting ───────────▶ connected ─────────────────────────▶ draining
+ *     ▲     │ dial failed      │ lost, or GoAway                    │ session ended
+ *     │     ▼                  ▼ (reconnect on)                     ▼
+ *     └─── backing-off ◀───────┘                                  closed
+ *   timer or `online`     │ final error, retries used up
+ *                         ▼
+ *                       closed ◀── close(), signal (from any state)
+ * ```
+ * A GoAway'd session goes on draining its streams while the next one is dialed.
+ */
+export type ListenerState = "connecting" | "connected" | "draining" | "backing-off" | "closed";
+
+const transitions: Record<ListenerState, readonly ListenerState[]> = {
+  connecting: ["connected", "backing-off", "closed"],
+  connected: ["backing-off", "draining", "closed"],
+  draining: ["closed"],
+  "backing-off": ["connecting", "closed"],
+  closed: [],
+};
 
 /** Events of a {@link Listener}. */
 export interface ListenerEventMap {
@@ -142,6 +174,8 @@ export interface Listener extends TypedEventTarget<ListenerEventMap>, AsyncItera
   readonly session: Session | undefined;
   /** Pings the server over the current session; resolves with the round-trip time in ms. */
   ping(options?: { signal?: AbortSignal; timeout?: number }): Promise<number>;
+  /** What the listener is doing now (see {@link ListenerState}). */
+  readonly state: ListenerState;
 }
 
 /** The {@link Listener}: one per `dialAndListen`/`listen`; not exported from the package. */
@@ -160,12 +194,15 @@ class DeviceListener extends EventTarget implements Listener {
   #closeReason: Error | undefined;
   #resolveClosed!: (reason: Error) => void;
   #attempt = 0;
-  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #retryTimer: unknown;
+  readonly #clock: Clock;
+  #state: ListenerState = "connecting";
   #dialing: AbortController | undefined;
 
   constructor(url: string | URL, options: DialOptions, platform: Platform) {
     super();
-    this.#url = parseUrl(url);
+    this.#url = parseUrl(url, platform.baseUrl?.());
+    this.#clock = options.session?.timers ?? platform.clock ?? systemClock;
     this.#options = options;
     this.#platform = platform;
     this.#reconnect = reconnectOptions(options.reconnect);
@@ -237,9 +274,23 @@ class DeviceListener extends EventTarget implements Listener {
 
   readonly ready: Promise<void>;
 
+  get state(): ListenerState {
+    return this.#state;
+  }
+
+  /** The one place the state changes; a transition the diagram does not allow is a bug here. */
+  #enter(next: ListenerState): void {
+    if (next === this.#state) return;
+    if (!transitions[this.#state].includes(next)) {
+      throw new Error(`wslis: internal error: listener state ${this.#state} -> ${next}`);
+    }
+    this.#state = next;
+  }
+
   async #dial(): Promise<void> {
     for (;;) {
       if (this.#closeReason) throw this.#closeReason;
+      this.#enter("connecting");
       try {
         const session = await this.#connect();
         this.#adopt(session);
@@ -248,6 +299,7 @@ class DeviceListener extends EventTarget implements Listener {
         const reason = error instanceof Error ? error : new Error(String(error));
         if (this.#closeReason) throw this.#closeReason;
         const retryIn = this.#retryDelay(reason);
+        if (retryIn !== undefined) this.#enter("backing-off");
         this.#emit("disconnect", { error: reason, retryIn });
         if (retryIn === undefined) {
           this.#shutdown(reason);
@@ -307,7 +359,7 @@ class DeviceListener extends EventTarget implements Listener {
     const dialing = new AbortController();
     this.#dialing = dialing;
     try {
-      const transport = await openWebSocket(this.#platform, this.#options, url.href, protocols, headers, dialing.signal);
+      const transport = await openWebSocket(this.#platform, this.#clock, this.#options, url.href, protocols, headers, dialing.signal);
       return new Session(transport, { timers: this.#platform.clock, ...this.#options.session, role: "server" });
     } finally {
       this.#dialing = undefined;
@@ -319,7 +371,8 @@ class DeviceListener extends EventTarget implements Listener {
       session.close();
       return;
     }
-    const connectedAt = Date.now();
+    const connectedAt = this.#clock.now();
+    this.#enter("connected");
     this.#session = session;
     this.#sessionLost = new AbortController();
     for (const waiter of this.#sessionWaiters.splice(0)) waiter.resolve(session);
@@ -335,14 +388,18 @@ class DeviceListener extends EventTarget implements Listener {
    */
   #lost(session: Session, connectedAt: number, how: "goaway" | "closed"): void {
     if (this.#session !== session) return;
-    if (how === "goaway" && !this.#reconnect) return;
+    if (how === "goaway" && !this.#reconnect) {
+      if (!this.#closeReason) this.#enter("draining");
+      return;
+    }
     this.#session = undefined;
     this.#sessionLost.abort();
     if (this.#closeReason) return;
     // A GoAway comes before the close: the server is draining this session (shutdown, or closing us).
     const reason = session.closeReason ?? new RemoteGoAwayError();
-    if (this.#reconnect && Date.now() - connectedAt >= this.#reconnect.stableAfter) this.#attempt = 0;
+    if (this.#reconnect && this.#clock.now() - connectedAt >= this.#reconnect.stableAfter) this.#attempt = 0;
     const retryIn = this.#retryDelay(reason);
+    if (retryIn !== undefined) this.#enter("backing-off");
     this.#emit("disconnect", { error: reason, retryIn });
     if (retryIn === undefined) {
       this.#shutdown(reason);
@@ -367,16 +424,17 @@ class DeviceListener extends EventTarget implements Listener {
     return new Promise((resolve, reject) => {
       if (this.#closeReason) return reject(this.#closeReason);
       const wake = () => {
-        globalThis.removeEventListener?.("online", wake);
+        stopWatchingOnline?.();
+        this.#clock.clearTimeout(this.#retryTimer);
         this.#retryTimer = undefined;
         this.#wakeRetry = undefined;
         if (this.#closeReason) reject(this.#closeReason);
         else resolve();
       };
       this.#wakeRetry = wake;
-      this.#retryTimer = setTimeout(wake, ms);
+      this.#retryTimer = this.#clock.setTimeout(wake, ms);
       // Browsers: a network that comes back is worth trying at once.
-      globalThis.addEventListener?.("online", wake, { once: true });
+      const stopWatchingOnline = this.#platform.onOnline?.(wake);
     });
   }
 
@@ -406,7 +464,8 @@ class DeviceListener extends EventTarget implements Listener {
   #shutdown(reason: Error): void {
     if (this.#closeReason) return;
     this.#closeReason = reason;
-    clearTimeout(this.#retryTimer);
+    this.#state = "closed"; // from any state (see the diagram)
+    this.#clock.clearTimeout(this.#retryTimer);
     this.#wakeRetry?.();
     this.#dialing?.abort(reason);
     this.#lockRequest?.abort(reason);
@@ -449,6 +508,7 @@ export function listen(url: string | URL, options: DialOptions, platform: Platfo
  */
 function openWebSocket(
   platform: Platform,
+  clock: Clock,
   options: DialOptions,
   url: string,
   protocols: string[],
@@ -460,7 +520,8 @@ function openWebSocket(
   return new Promise<Transport>((resolve, reject) => {
     const maxPayload = maxIncomingMessageBytes(sessionSettings({ ...options.session, role: "server" }).maxStreamWindow);
     const ws = platform.open(Ctor, url, protocols, headers, (status) => fail(refusal(url, status)), { maxPayload });
-    const timer = setTimeout(() => fail(new TimeoutError(`WebSocket handshake with ${redact(url)}`, timeout)), timeout);
+    let tick: unknown;
+    const timer = clock.setTimeout(() => fail(new TimeoutError(`WebSocket handshake with ${redact(url)}`, timeout)), timeout);
     const onAbort = () => fail(abortReason(signal));
     const onOpen = () => {
       cleanup();
@@ -475,7 +536,7 @@ function openWebSocket(
     };
     const onError = () => {
       // The close event that follows may say more; wait a tick for it.
-      setTimeout(() => fail(refusal(url, undefined)), 0);
+      tick ??= clock.setTimeout(() => fail(refusal(url, undefined)), 0);
     };
     const onClose = (event: { code: number; reason: string }) => {
       if (event.code === CloseCode.Unauthorized || event.code === CloseCode.Forbidden) {
@@ -483,7 +544,8 @@ function openWebSocket(
       } else fail(refusal(url, undefined, event.code));
     };
     function cleanup() {
-      clearTimeout(timer);
+      clock.clearTimeout(timer);
+      clock.clearTimeout(tick);
       signal.removeEventListener("abort", onAbort);
       ws.removeEventListener("open", onOpen);
       ws.removeEventListener("error", onError);
@@ -533,10 +595,10 @@ async function resolve<T>(provider: Provider<T> | undefined): Promise<T | undefi
   return typeof provider === "function" ? await (provider as () => T | Promise<T>)() : provider;
 }
 
-function parseUrl(url: string | URL): URL {
+function parseUrl(url: string | URL, base: string | undefined): URL {
   let parsed: URL;
   try {
-    parsed = new URL(url, globalThis.location?.href);
+    parsed = new URL(url, base);
   } catch {
     throw new TypeError(`wslis: invalid URL ${String(url)}`);
   }

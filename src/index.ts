@@ -12,6 +12,11 @@ export const browserPlatform: Platform = {
   open: (WebSocket, url, protocols) => new WebSocket(url, protocols),
   // The outbox flushes in a task of its own: not throttled in hidden tabs, unlike timers.
   clock: { ...systemClock, defer: messageChannelDefer() },
+  onOnline(wake) {
+    globalThis.addEventListener?.("online", wake);
+    return () => globalThis.removeEventListener?.("online", wake);
+  },
+  baseUrl: () => globalThis.location?.href,
   locks: (globalThis.navigator as { locks?: LockManagerLike } | undefined)?.locks,
 };
 
@@ -32,7 +37,7 @@ export function listen(url: string | URL, options: DialOptions = {}): Listener {
   return listenOn(url, options, browserPlatform);
 }
 
-export type { LockManagerLike, Listener, Conn, DialOptions, ReconnectOptions, Provider, ListenerEventMap, Platform } from "./client.js";
+export type { LockManagerLike, ListenerState, Listener, Conn, DialOptions, ReconnectOptions, Provider, ListenerEventMap, Platform } from "./client.js";
 export * from "./errors.js";
 export { CloseCode } from "./close-codes.js";
 export { webSocketTransport } from "./transport.js";
