@@ -21,11 +21,12 @@ const root = resolve(import.meta.dirname, "..");
  * browser got the same outbox as Node (frames joined and packed into messages, control replies budgeted,
  * a buffer pool, a MessageChannel flush): 16 153 and 14 729. Raised again the same day for the Web Lock
  * that keeps one connection per kiosk across tabs (and typed listener events): 17 009 (ESM) and 15 737
- * (IIFE). These budgets only stop silent growth: the target for a tree-shaken `dialAndListen` app is 6 KB
+ * (IIFE); and for the listener's state machine and injected platform (one clock, `online`, base URL):
+ * 17 568 (ESM). These budgets only stop silent growth: the target for a tree-shaken `dialAndListen` app is 6 KB
  * (see `npm run bench`), far below today's size.
  */
 const budgets = {
-  "dist/wslis.js": 17_500,
+  "dist/wslis.js": 18_300,
   "dist/wslis.iife.js": 16_300,
 } as const;
 
@@ -47,12 +48,13 @@ for (const [file, budget] of Object.entries(budgets)) {
 /**
  * Min+gzip budgets (level 9) of tree-shaken apps, in bytes: what an app importing only these names ships.
  * Measured on 2026-12-02: 9 556-9 565 (`dialAndListen`) and 15 006 (`dialAndListen` + `serveHttp`); the
- * same day, with the outbox in the browser build (as for the budgets above): 10 951 and 16 483. The
- * budgets add about 5%. The goals are 6 KiB and 10 KiB (printed by `npm run bench`).
+ * same day, with the outbox in the browser build (as for the budgets above): 10 951 and 16 483; with the
+ * Web Lock and the listener's state machine and injected platform: 11 679 (`dialAndListen`). The budgets
+ * add about 5%. The goals are 6 KiB and 10 KiB (printed by `npm run bench`).
  */
 const appBudgets: Record<string, number> = {
-  "wslis: dialAndListen": 11_500,
-  "wslis: dialAndListen + serveHttp": 17_300,
+  "wslis: dialAndListen": 12_300,
+  "wslis: dialAndListen + serveHttp": 18_100,
 };
 
 test("tree-shaken apps stay within their min+gzip budgets, and serveHttp costs only those who import it", async () => {
