@@ -27,12 +27,19 @@ export async function launchCdp(extraArgs: string[] = []): Promise<CdpBrowser> {
     { stdio: "ignore" },
   );
   const portFile = join(profile, "DevToolsActivePort");
-  for (let i = 0; i < 200 && !existsSync(portFile); i++) await new Promise((r) => setTimeout(r, 50));
-  if (!existsSync(portFile)) {
+  // Chromium writes the file in two steps: it may exist before it holds "port\npath".
+  const devtools = (): RegExpExecArray | null =>
+    existsSync(portFile) ? /^(\d+)\n(\S+)/.exec(readFileSync(portFile, "utf8")) : null;
+  let found = devtools();
+  for (let i = 0; i < 200 && !found; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    found = devtools();
+  }
+  if (!found) {
     child.kill("SIGKILL");
     throw new Error("Chromium did not open its DevTools port within 10 s");
   }
-  const [port, path] = readFileSync(portFile, "utf8").split("\n");
+  const [, port, path] = found;
   const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`);
   await new Promise((resolve, reject) => {
     ws.once("open", resolve);
