@@ -32,7 +32,7 @@ import WebSocket, { WebSocketServer } from "ws";
 import { dialAndListen } from "../server-node/device.js";
 import { listenAndServe, type Dialer } from "../server-node/index.js";
 import { serveHttp } from "../src/http/server.js";
-import type { Stream } from "../src/yamux/stream.js";
+import type { Conn } from "../src/yamux/stream.js";
 
 const BODY = new Uint8Array(1000).fill(0x61); // 1 KB answer
 const REQUEST = new Uint8Array(16).fill(0x72); // what a raw client sends
@@ -129,9 +129,9 @@ async function startRig(): Promise<Rig> {
   const listener = await dialAndListen(`ws://127.0.0.1:${server.address().port}/`, { params: { deviceId: "bench" }, reconnect: false });
   // The first byte of a stream says what it is: "r" a raw request/response stream, anything else HTTP.
   const httpConns = { accept: () => nextHttpConn() };
-  const waiting: ((conn: Stream) => void)[] = [];
-  const queued: Stream[] = [];
-  const nextHttpConn = () => new Promise<Stream>((resolve) => (queued.length ? resolve(queued.shift()!) : waiting.push(resolve)));
+  const waiting: ((conn: Conn) => void)[] = [];
+  const queued: Conn[] = [];
+  const nextHttpConn = () => new Promise<Conn>((resolve) => (queued.length ? resolve(queued.shift()!) : waiting.push(resolve)));
   void (async () => {
     for await (const conn of listener) {
       // A stream cut by the end of the run is not a result.
@@ -150,7 +150,7 @@ async function startRig(): Promise<Rig> {
 }
 
 /** Raw streams are answered here; HTTP ones are handed on with their first chunk put back. */
-async function sortStream(conn: Stream, toHttp: (conn: Stream) => void): Promise<void> {
+async function sortStream(conn: Conn, toHttp: (conn: Conn) => void): Promise<void> {
   const reader = conn.readable.getReader();
   const first = await reader.read();
   if (first.done) return;
@@ -167,7 +167,7 @@ async function sortStream(conn: Stream, toHttp: (conn: Stream) => void): Promise
         else c.enqueue(value);
       },
     });
-    toHttp(Object.assign(Object.create(conn) as Stream, { readable, writable: conn.writable, closed: conn.closed, reset: () => conn.reset() }));
+    toHttp(Object.assign(Object.create(conn) as Conn, { readable, writable: conn.writable, closed: conn.closed, reset: () => conn.reset() }));
     return;
   }
   // Raw: every REQUEST.length bytes in, BODY out.
@@ -210,7 +210,7 @@ async function rawWs(): Promise<Subject> {
 }
 
 function yamuxStream(rig: Rig): Subject {
-  let stream: Promise<{ writer: WritableStreamDefaultWriter<Uint8Array>; reader: ReadableStreamDefaultReader<Uint8Array>; conn: Stream }> | undefined;
+  let stream: Promise<{ writer: WritableStreamDefaultWriter<Uint8Array>; reader: ReadableStreamDefaultReader<Uint8Array>; conn: Conn }> | undefined;
   let buffered = 0;
   return {
     name: "yamux stream round trip (one stream)",

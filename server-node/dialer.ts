@@ -5,11 +5,10 @@
 import type { Agent as HttpAgent, IncomingMessage } from "node:http";
 import { SessionClosedError, TimeoutError, abortReason } from "../src/errors.js";
 import type { Session } from "../src/yamux/session.js";
-import type { Stream } from "../src/yamux/stream.js";
+import type { Conn } from "../src/yamux/stream.js";
 import { DeviceHttp, type DeviceHttpOptions, type FetchInit } from "./http.js";
 
-/** One stream to the device. */
-export type Conn = Stream;
+export type { Conn };
 
 export interface DialOptions {
   signal?: AbortSignal;

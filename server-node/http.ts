@@ -29,7 +29,7 @@ import {
 } from "../src/http/head.js";
 import { ByteReader, concat } from "../src/http/reader.js";
 import type { Session } from "../src/yamux/session.js";
-import type { Stream } from "../src/yamux/stream.js";
+import type { Conn } from "../src/yamux/stream.js";
 
 /** `fetch` options: the standard ones plus timeouts. */
 export interface FetchInit extends RequestInit {
@@ -67,7 +67,7 @@ export interface DeviceHttpOptions {
 /** What the client needs of a device: its session (to see it go) and a way to open streams. */
 export interface StreamDialer {
   readonly session: Session;
-  dial(options?: { signal?: AbortSignal }): Promise<Stream>;
+  dial(options?: { signal?: AbortSignal }): Promise<Conn>;
 }
 
 interface Settings {
@@ -301,7 +301,7 @@ const LAST_CHUNK = encodeLatin1("0\r\n\r\n");
 
 /** One stream used as an HTTP/1.1 connection, one exchange at a time. */
 class Connection {
-  readonly stream: Stream;
+  readonly stream: Conn;
   readonly reader: ByteReader;
   readonly writer: WritableStreamDefaultWriter<Uint8Array>;
   /** Exchanges completed on it. */
@@ -309,7 +309,7 @@ class Connection {
   idle = false;
   idleTimer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(stream: Stream) {
+  constructor(stream: Conn) {
     this.stream = stream;
     this.reader = new ByteReader(stream.readable);
     this.writer = stream.writable.getWriter();
@@ -687,14 +687,14 @@ const EMPTY = new Uint8Array(0);
  * `destroy()` before both sides finished sends RST, so the device's `request.signal` aborts.
  */
 export class StreamSocket extends Duplex {
-  readonly #stream: Stream;
+  readonly #stream: Conn;
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
   #reading = false;
   #idleTimeout = 0;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(stream: Stream) {
+  constructor(stream: Conn) {
     super({ allowHalfOpen: true });
     this.#stream = stream;
     this.#reader = stream.readable.getReader();

@@ -24,10 +24,9 @@ import { systemClock, type Clock } from "./yamux/clock.js";
 import { maxIncomingMessageBytes } from "./yamux/outbox.js";
 import type { TypedEventTarget } from "./events.js";
 import { Session, sessionSettings, type SessionOptions, type Transport } from "./yamux/session.js";
-import type { Stream } from "./yamux/stream.js";
+import type { Conn } from "./yamux/stream.js";
 
-/** One stream to or from the peer: `readable`, `writable`, `streamID`, `close()`, `reset()`, `closed`. */
-export type Conn = Stream;
+export type { Conn };
 
 /** A value, or a function giving it (sync or async), evaluated on every (re)connect so tokens refresh. */
 export type Provider<T> = T | (() => T | Promise<T>);

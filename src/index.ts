@@ -46,7 +46,7 @@ export { Session, SessionState } from "./yamux/session.js";
 export type { SessionOptions, SessionInit, Transport, TransportSink, Timers, Logger } from "./yamux/session.js";
 export type { Clock } from "./yamux/clock.js";
 export type { TypedEventTarget } from "./events.js";
-export { Stream, StreamState } from "./yamux/stream.js";
+export { StreamState } from "./yamux/stream.js";
 export { Flag, FrameType, GoAwayCode, INITIAL_WINDOW } from "./yamux/frame.js";
 export { serveHttp } from "./http/server.js";
 export type { HttpHandler, HttpConn, HttpConnSource, ServeHttpOptions } from "./http/server.js";

@@ -12,7 +12,7 @@ import { DeviceHttp, type Dialer, type Server } from "../server-node/index.js";
 import { WslisError } from "../src/errors.js";
 import { serveHttp, type HttpHandler } from "../src/http/server.js";
 import type { Listener } from "../src/client.js";
-import type { Stream } from "../src/yamux/stream.js";
+import type { Conn } from "../src/yamux/stream.js";
 import { startServer } from "./helpers/net.js";
 import { within } from "./helpers/peers.js";
 
@@ -29,7 +29,7 @@ interface Rig {
 }
 
 /** A server and one Node device; the device serves `handler`, or hands raw streams to `raw`. */
-async function rig(handler: HttpHandler | { raw: (conn: Stream) => void }, errors: unknown[] = []): Promise<Rig> {
+async function rig(handler: HttpHandler | { raw: (conn: Conn) => void }, errors: unknown[] = []): Promise<Rig> {
   let resolveDialer!: (d: Dialer) => void;
   const connected = new Promise<Dialer>((resolve) => (resolveDialer = resolve));
   const { server, url } = await startServer((d) => resolveDialer(d));

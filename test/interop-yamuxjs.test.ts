@@ -22,7 +22,7 @@ import { describe, test } from "node:test";
 import { Client, Server, type Config, type Stream as YamuxJsStream } from "yamux-js";
 import { Flag, FrameType, readHeader } from "../src/yamux/frame.js";
 import { Session } from "../src/yamux/session.js";
-import type { Stream } from "../src/yamux/stream.js";
+import type { Conn } from "../src/yamux/stream.js";
 import { duplexTransport, hashingEcho, sendAndDigest, sha256Hex, within, type Digest } from "./helpers/peers.js";
 
 const KiB = 1024;
@@ -131,7 +131,7 @@ function echoEverything(ours: Session): Map<number, Promise<Digest>> {
   const echoes = new Map<number, Promise<Digest>>();
   void (async () => {
     for (;;) {
-      const conn: Stream = await ours.accept();
+      const conn: Conn = await ours.accept();
       const echo = hashingEcho(conn);
       echo.catch(() => {}); // a test that cares awaits it
       echoes.set(conn.streamID, echo);

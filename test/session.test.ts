@@ -7,7 +7,7 @@ import { AbusivePeerError, ProtocolError, WslisError } from "../src/errors.js";
 import { Flag, FrameType, GoAwayCode, HEADER_SIZE, INITIAL_WINDOW, encodeHeader, readHeader } from "../src/yamux/frame.js";
 import { Session, SessionState } from "../src/yamux/session.js";
 import { WindowTuner } from "../src/yamux/tuner.js";
-import type { Stream } from "../src/yamux/stream.js";
+import type { Conn } from "../src/yamux/stream.js";
 import { memoryPair, randomBytes, readAll, seeded, sessionPair, until, within, type MemoryEnd } from "./helpers/memory.js";
 
 const text = (s: string) => new TextEncoder().encode(s);
@@ -19,14 +19,14 @@ function framesWritten(end: MemoryEnd) {
   return end.written.map((bytes) => ({ ...readHeader(bytes, 0), bodyLength: bytes.length - HEADER_SIZE }));
 }
 
-async function write(stream: Stream, bytes: Uint8Array, close = true): Promise<void> {
+async function write(stream: Conn, bytes: Uint8Array, close = true): Promise<void> {
   const writer = stream.writable.getWriter();
   await writer.write(bytes);
   if (close) await writer.close();
   writer.releaseLock();
 }
 
-function echo(stream: Stream): Promise<void> {
+function echo(stream: Conn): Promise<void> {
   return stream.readable.pipeTo(stream.writable);
 }
 

@@ -5,10 +5,12 @@
  */
 
 import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
 import { after, test } from "node:test";
-import type { Listener as BrowserListener, SessionOptions as DeviceSessionOptions } from "../src/index.js";
+import type { Conn as BrowserConn, Listener as BrowserListener, SessionOptions as DeviceSessionOptions } from "../src/index.js";
+import * as browserEntry from "../src/index.js";
 import { dialAndListen, listen } from "../server-node/device.js";
-import type { Dialer, DeviceRegistry, Server, SessionOptions } from "../server-node/index.js";
+import type { Conn, Dialer, DeviceRegistry, Server, SessionOptions } from "../server-node/index.js";
 import { until, within } from "./helpers/memory.js";
 import { startServer } from "./helpers/net.js";
 
@@ -18,7 +20,7 @@ after(async () => {
 });
 
 /** Never called: only compiled. What a strict consumer writes must type-check, and plumbing must not. */
-function typeLevel(server: Server, listener: BrowserListener, registry: DeviceRegistry): void {
+function typeLevel(server: Server, listener: BrowserListener, registry: DeviceRegistry, conn: Conn, deviceConn: BrowserConn): void {
   server.addEventListener("connect", (e) => e.detail.dialer.id.toUpperCase());
   server.addEventListener("disconnect", (e) => [e.detail.dialer.id, e.detail.reason.message]);
   server.addEventListener("replace", (e) => e.detail.previous.close());
@@ -33,6 +35,18 @@ function typeLevel(server: Server, listener: BrowserListener, registry: DeviceRe
   registry.set({} as Dialer);
   // @ts-expect-error only the server removes devices
   registry.delete({} as Dialer);
+  // A Conn is the stream's contract only: how the session drives it is not callable.
+  // @ts-expect-error the session hands frames to its streams, nobody else
+  conn.handleFrame({ type: 0, flags: 0, streamID: 1, length: 0, body: new Uint8Array(0) });
+  // @ts-expect-error the session checks Data headers against the window, nobody else
+  conn.admitData(1);
+  // @ts-expect-error only the session fails a stream (reset() is the public way)
+  conn.fail(new Error("x"));
+  // @ts-expect-error the device's Conn is the same contract
+  deviceConn.handleFrame;
+  // @ts-expect-error the Stream class is not exported: Conn is an interface
+  void browserEntry.Stream;
+  void [conn.readable, conn.writable, conn.streamID, conn.closed, conn.state, conn.close(), conn.reset()];
   const sessionOptions: SessionOptions = { keepAliveInterval: 1000 }; // no role required
   const deviceOptions: DeviceSessionOptions = { streamWindow: 256 * 1024 };
   void [sessionOptions, deviceOptions];
@@ -65,4 +79,38 @@ test("no plumbing at runtime either: the registry cannot be written, the listene
   assert.equal("set" in server.devices, false);
   assert.equal("delete" in server.devices, false);
   assert.equal([...server.devices.keys()].length, 1);
+});
+
+/** Everything a Conn has, own or inherited; anything else is plumbing that came back. */
+const CONN_MEMBERS = ["close", "closed", "readable", "reset", "state", "streamID", "writable"];
+
+test("a Conn has its contract's members and nothing else, on both sides", async () => {
+  let dialedConn!: (conn: Conn) => void;
+  const dialed = new Promise<Conn>((resolve) => (dialedConn = resolve));
+  const { server, url } = await startServer(async (d) => dialedConn(await d.dial()));
+  cleanup.push(() => server.close());
+  const listener = await dialAndListen(url, { reconnect: false });
+  cleanup.push(() => listener.close());
+  const serverConn = await within(2000, dialed);
+  const deviceConn = await within(2000, listener.accept());
+  for (const conn of [serverConn, deviceConn]) {
+    const names = new Set<string>();
+    for (let o: object | null = conn; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
+      for (const name of Object.getOwnPropertyNames(o)) if (name !== "constructor") names.add(name);
+    }
+    assert.deepEqual([...names].sort(), CONN_MEMBERS);
+    assert.deepEqual(Object.getOwnPropertySymbols(conn), []);
+  }
+  assert.equal("Stream" in browserEntry, false, "the Stream class is not exported");
+  serverConn.reset();
+  await assert.rejects(deviceConn.closed, { code: "ERR_STREAM_RESET" });
+});
+
+test("the published declarations of a stream show no plumbing (built by npm test's build)", (t) => {
+  const path = new URL("../dist/node/src/yamux/stream.d.ts", import.meta.url);
+  if (!existsSync(path)) return t.skip("dist/node is not built");
+  const declarations = readFileSync(path, "utf8");
+  for (const plumbing of ["handleFrame", "admitData", "fail(", "streamControl", "StreamControl"]) {
+    assert.equal(declarations.includes(plumbing), false, `stream.d.ts declares ${plumbing}`);
+  }
 });

@@ -5,7 +5,7 @@
  */
 
 import { DeviceNotFoundError } from "../../src/errors.js";
-import type { Stream } from "../../src/yamux/stream.js";
+import type { Conn } from "../../src/yamux/stream.js";
 import type { DialOptions, Dialer } from "../dialer.js";
 import type { FetchInit } from "../http.js";
 import type { DeviceRegistry } from "../server.js";
@@ -15,7 +15,7 @@ import type { DeviceRecord, Directory, Placement } from "./directory.js";
  * A stream to a device, local or through another node: the same shape as a local `Conn` (readable,
  * writable, half-close with `close()`, `reset()`, `closed`).
  */
-export type FleetConn = Pick<Stream, "streamID" | "readable" | "writable" | "close" | "reset" | "closed">;
+export type FleetConn = Pick<Conn, "streamID" | "readable" | "writable" | "close" | "reset" | "closed">;
 
 /** Requests to devices on other nodes, through their node. */
 export interface Peers {

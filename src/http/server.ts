@@ -11,7 +11,7 @@
  */
 
 import { ListenerClosedError, ProtocolError, SessionClosedError } from "../errors.js";
-import type { Stream } from "../yamux/stream.js";
+import type { Conn } from "../yamux/stream.js";
 import { BodySource } from "./body.js";
 import {
   BadRequestError,
@@ -30,7 +30,7 @@ import { prepareResponse, statusResponse, writeResponse, type PreparedResponse, 
 export type HttpHandler = (request: Request) => Response | Promise<Response>;
 
 /** What {@link serveHttp} needs of a connection: a wslis `Conn` (yamux stream) or anything shaped like it. */
-export type HttpConn = Pick<Stream, "readable" | "writable" | "closed" | "reset">;
+export type HttpConn = Pick<Conn, "readable" | "writable" | "closed" | "reset">;
 
 /** Where {@link serveHttp} gets connections: a wslis `Listener`, a `Session`, or anything with `accept()`. */
 export interface HttpConnSource {

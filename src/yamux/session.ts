@@ -30,7 +30,7 @@ import {
 } from "./frame.js";
 import { MAX_MESSAGE_BYTES, MAX_MESSAGE_FRAMES, Outbox } from "./outbox.js";
 import { BufferPool } from "./pool.js";
-import { Stream, type StreamHost } from "./stream.js";
+import { Stream, streamControl, type Conn, type StreamHost } from "./stream.js";
 import { WindowTuner } from "./tuner.js";
 
 /**
@@ -295,7 +295,7 @@ export class Session extends EventTarget {
    * Opens a stream. It is usable at once; the peer's ACK is not awaited, except that at most
    * `maxUnackedOpens` streams may wait for theirs (the call waits for a slot).
    */
-  async open(options: { signal?: AbortSignal } = {}): Promise<Stream> {
+  async open(options: { signal?: AbortSignal } = {}): Promise<Conn> {
     const { signal } = options;
     let woken = false;
     try {
@@ -330,7 +330,7 @@ export class Session extends EventTarget {
   }
 
   /** Waits for a stream the peer opens. */
-  async accept(options: { signal?: AbortSignal } = {}): Promise<Stream> {
+  async accept(options: { signal?: AbortSignal } = {}): Promise<Conn> {
     const stream = this.#acceptQueue.shift();
     if (stream !== undefined) return stream;
     if (this.#closeReason) throw this.#closeReason;
@@ -417,8 +417,8 @@ export class Session extends EventTarget {
     this.#state = SessionState.Closed;
     this.#closeReason = reason;
     this.#timers.clearTimeout(this.#keepAliveTimer);
-    for (const stream of [...this.#streams.values()]) stream.fail(reason);
-    for (const stream of this.#acceptQueue.splice(0)) stream.fail(reason);
+    for (const stream of [...this.#streams.values()]) streamControl.fail(stream, reason);
+    for (const stream of this.#acceptQueue.splice(0)) streamControl.fail(stream, reason);
     rejectAll(this.#acceptWaiters, reason);
     rejectAll(this.#openWaiters, reason);
     rejectAll(this.#drainWaiters, reason);
@@ -508,7 +508,7 @@ export class Session extends EventTarget {
       return true;
     }
     if (stream === undefined) return false;
-    stream.admitData(header.length);
+    streamControl.admitData(stream, header.length);
     return true;
   }
 
@@ -539,7 +539,8 @@ export class Session extends EventTarget {
       return;
     }
     // A frame for a stream we no longer know is late (it crossed our RST or close): drop it.
-    this.#streams.get(frame.streamID)?.handleFrame(frame);
+    const stream = this.#streams.get(frame.streamID);
+    if (stream !== undefined) streamControl.handleFrame(stream, frame);
   }
 
   #handleSyn(frame: Frame): void {
@@ -560,7 +561,7 @@ export class Session extends EventTarget {
     const stream = this.#newStream(streamID, true);
     // ACK at once, not on first data: hashicorp/yamux closes the whole session when an ACK is late.
     this.#outbox.control(FrameType.WindowUpdate, Flag.ACK, streamID, this.#window - INITIAL_WINDOW);
-    stream.handleFrame(frame);
+    streamControl.handleFrame(stream, frame);
     const waiter = this.#acceptWaiters.shift();
     if (waiter) waiter.resolve(stream);
     else this.#acceptQueue.push(stream);

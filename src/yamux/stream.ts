@@ -16,8 +16,9 @@ import { Flag, FrameType, INITIAL_WINDOW, type Frame } from "./frame.js";
 import type { WindowTuner } from "./tuner.js";
 
 /**
- * Lifecycle of a stream. The SYN/ACK handshake is tracked apart (`acked`): a stream is usable both ways
- * as soon as it is opened, before its ACK arrives, as in hashicorp/yamux.
+ * Lifecycle of a stream: the one state of the machine (no side flags). The SYN/ACK handshake is tracked
+ * apart (`acked`): a stream is usable both ways as soon as it is opened, before its ACK arrives, as in
+ * hashicorp/yamux.
  *
  * ```
  *        open(): SYN sent ──┐     ┌── SYN received: ACK sent at once
@@ -32,7 +33,9 @@ import type { WindowTuner } from "./tuner.js";
  *
  *   any state but Closed ── reset(), RST received, session died ──▶ Reset
  * ```
- * Closed and Reset are final; the session forgets the stream on entering either.
+ * Closed and Reset are final; the session forgets the stream on entering either. Every transition is made
+ * by `Stream.#transition`, and nowhere else. What the flags of earlier versions said is read from the state:
+ * we may still send while Open or RemoteClose, and the peer may while Open or LocalClose.
  */
 export const StreamState = {
   Open: "open",
@@ -42,6 +45,70 @@ export const StreamState = {
   Reset: "reset",
 } as const;
 export type StreamState = (typeof StreamState)[keyof typeof StreamState];
+
+/** What moves a stream from one {@link StreamState} to the next. */
+type StreamEvent = "finSent" | "finReceived" | "reset";
+
+/** The transitions of the diagram above; a missing entry is no transition (the event changes nothing). */
+const TRANSITIONS: Record<StreamState, Partial<Record<StreamEvent, StreamState>>> = {
+  open: { finSent: StreamState.LocalClose, finReceived: StreamState.RemoteClose, reset: StreamState.Reset },
+  localClose: { finReceived: StreamState.Closed, reset: StreamState.Reset },
+  remoteClose: { finSent: StreamState.Closed, reset: StreamState.Reset },
+  closed: {},
+  reset: {},
+};
+
+/**
+ * One stream to or from the peer, as the application sees it: a pair of web streams with flow control,
+ * half-close and reset. This is the whole contract; how the session drives a stream is private to the
+ * yamux layer.
+ */
+export interface Conn {
+  /** The yamux stream ID: odd when the yamux client (the wslis server) opened it, even for the device. */
+  readonly streamID: number;
+  /**
+   * Bytes from the peer. Ends at the peer's FIN; errors on reset or when the session dies. Window credit
+   * goes back to the peer only as this is read.
+   */
+  readonly readable: ReadableStream<Uint8Array>;
+  /**
+   * Bytes to the peer. A write resolves when the send window and the transport's buffer allow; closing it
+   * sends FIN after pending writes; aborting it resets the stream.
+   */
+  readonly writable: WritableStream<Uint8Array>;
+  /**
+   * Settles when the stream is finished: resolves once FIN went both ways, rejects with the reason on
+   * reset or when the session dies. Never an unhandled rejection: a handler is attached.
+   */
+  readonly closed: Promise<void>;
+  /** Where the stream is in its lifecycle (see {@link StreamState}). */
+  readonly state: StreamState;
+  /**
+   * Half-closes the stream: sends FIN once the write in progress is done. Reading goes on until the
+   * peer's FIN. Later writes fail with `ERR_STREAM_CLOSED`.
+   */
+  close(): Promise<void>;
+  /** Resets the stream (RST): both directions fail at once, here and at the peer. */
+  reset(): void;
+}
+
+/**
+ * How the session drives its streams: inbound frames, a Data header to admit, death of the session. Not
+ * methods of {@link Stream}, so a user holding a `Conn` cannot call them (they would corrupt its state);
+ * the functions reach the stream's private members, set once when the class is defined.
+ * @internal
+ */
+export interface StreamControl {
+  /** Handles a Data or WindowUpdate frame for the stream. Throws {@link ProtocolError}. */
+  handleFrame(stream: Stream, frame: Frame): void;
+  /**
+   * Checks a Data header before its body is kept: more than the receive window is a protocol error,
+   * refused before a buffer for it exists.
+   */
+  admitData(stream: Stream, length: number): void;
+  /** Ends the stream with `error` (reset, session death): readers and writers waiting are released. */
+  fail(stream: Stream, error: Error): void;
+}
 
 /** What a stream needs from its session. */
 export interface StreamHost {
@@ -77,17 +144,22 @@ export interface StreamInit {
   closeTimeout: number;
 }
 
-export class Stream {
-  /** The yamux stream ID: odd when the yamux client opened it, even for the server. */
+/** @internal The session's handle on its streams (see {@link StreamControl}). */
+export let streamControl: StreamControl;
+
+/** The yamux layer's stream: a {@link Conn}, which its session drives through private means (above). */
+export class Stream implements Conn {
+  static {
+    streamControl = {
+      handleFrame: (stream, frame) => stream.#handleFrame(frame),
+      admitData: (stream, length) => stream.#admitData(length),
+      fail: (stream, error) => stream.#fail(error),
+    };
+  }
+
   readonly streamID: number;
-  /** Bytes from the peer. Ends at the peer's FIN; errors on reset or when the session dies. */
   readonly readable: ReadableStream<Uint8Array>;
-  /** Bytes to the peer. Closing it sends FIN after pending writes; aborting it resets the stream. */
   readonly writable: WritableStream<Uint8Array>;
-  /**
-   * Settles when the stream is finished: resolves once FIN went both ways, rejects with the reason on
-   * reset or when the session dies. Never an unhandled rejection: a handler is attached.
-   */
   readonly closed: Promise<void>;
 
   readonly #host: StreamHost;
@@ -100,6 +172,7 @@ export class Stream {
   readonly #closeTimeout: number;
   #state: StreamState = StreamState.Open;
   #acked: boolean;
+  /** Why the stream was reset (set on entering Reset, with it). */
   #error: Error | undefined;
   #resolveClosed!: () => void;
   #rejectClosed!: (error: Error) => void;
@@ -118,7 +191,7 @@ export class Stream {
   #recvWindow: number;
   /** Bytes read by the consumer and not yet returned to the peer as credit. */
   #consumed = 0;
-  #remoteFin = false;
+  /** The application canceled the readable: not a stream state (the peer may go on sending). */
   #readCanceled = false;
   #wakeReader: (() => void) | undefined;
 
@@ -129,7 +202,6 @@ export class Stream {
   #wakeWriter: (() => void) | undefined;
   /** The write in progress, so close() can send FIN after it. */
   #writing: Promise<void> = Promise.resolve();
-  #finSent = false;
 
   constructor(host: StreamHost, streamID: number, init: StreamInit) {
     this.#host = host;
@@ -188,12 +260,8 @@ export class Stream {
     return this.#state;
   }
 
-  /**
-   * Half-closes the stream: sends FIN once the write in progress is done. Reading goes on until the
-   * peer's FIN. Later writes fail with `ERR_STREAM_CLOSED`.
-   */
   async close(): Promise<void> {
-    if (this.#finSent || this.#error) return;
+    if (!this.#sending()) return;
     if (!this.writable.locked) {
       // Lets writes queued in the WritableStream go first; the sink's close() sends the FIN.
       await this.writable.close().catch(() => {});
@@ -203,18 +271,18 @@ export class Stream {
     this.#sendFin();
   }
 
-  /** Resets the stream (RST): both directions fail at once, here and at the peer. */
   reset(): void {
     if (this.#state === StreamState.Closed || this.#state === StreamState.Reset) return;
     this.#host.sendWindowUpdate(this.streamID, Flag.RST, 0);
-    this.fail(new StreamResetError(this.streamID, false));
+    this.#fail(new StreamResetError(this.streamID, false));
   }
 
-  /** Handles a Data or WindowUpdate frame for this stream. Throws {@link ProtocolError}. */
-  handleFrame(frame: Frame): void {
+  // What the session calls, through streamControl.
+
+  #handleFrame(frame: Frame): void {
     if (frame.flags & Flag.ACK) this.#handleAck();
     if (frame.flags & Flag.RST) {
-      this.fail(new StreamResetError(this.streamID, true));
+      this.#fail(new StreamResetError(this.streamID, true));
       return;
     }
     if (frame.type === FrameType.Data) {
@@ -226,20 +294,14 @@ export class Stream {
     if (frame.flags & Flag.FIN) this.#handleFin();
   }
 
-  /**
-   * Checks a Data header before its body is kept: more than the receive window is a protocol error,
-   * refused before a buffer for it exists.
-   */
-  admitData(length: number): void {
+  #admitData(length: number): void {
     if (length > this.#recvWindow) {
       throw new ProtocolError(`stream ${this.streamID} announced ${length} bytes with a window of ${this.#recvWindow}`);
     }
   }
 
-  /** Ends the stream with `error` (reset, session death): readers and writers waiting are released. */
-  fail(error: Error): void {
-    if (this.#state === StreamState.Closed || this.#state === StreamState.Reset) return;
-    this.#state = StreamState.Reset;
+  #fail(error: Error): void {
+    if (!this.#transition("reset")) return;
     this.#error = error;
     this.#queue.length = 0;
     this.#tailQueued = false;
@@ -263,15 +325,15 @@ export class Stream {
    * reset settles it directly.
    */
   #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> | undefined {
-    if (this.#error) throw this.#error;
+    if (this.#error !== undefined) throw this.#error;
     const chunk = this.#queue.shift();
     if (chunk !== undefined) {
       // Once the tail's chunk is handed out, later small bodies start a new chunk after it.
       if (this.#queue.length === 0) this.#tailQueued = false;
       controller.enqueue(chunk);
       this.#grant(chunk.length);
-    } else if (this.#remoteFin) {
-      controller.close();
+    } else if (!this.#receiving()) {
+      controller.close(); // the peer's FIN (a reset threw above)
     } else {
       return new Promise<void>((resolve) => (this.#wakeReader = resolve));
     }
@@ -287,7 +349,7 @@ export class Stream {
     if (body.length === 0) return;
     if (this.#epochStart < 0) this.#epochStart = this.#host.now(); // the first epoch starts with the data
     this.#recvWindow -= body.length;
-    if (this.#remoteFin || this.#readCanceled || this.#state === StreamState.Reset) {
+    if (!this.#receiving() || this.#readCanceled) {
       // Nobody will read it: drop it, and give the credit back so a writer is not stuck.
       this.#grant(body.length);
       return;
@@ -344,7 +406,7 @@ export class Stream {
   #grant(n: number): void {
     this.#consumed += n;
     this.#epochConsumed += n;
-    if (this.#consumed < this.#window / 4 || this.#remoteFin || this.#state === StreamState.Reset) return;
+    if (this.#consumed < this.#window / 4 || !this.#receiving()) return;
     let delta = this.#consumed;
     if (this.#epochConsumed >= this.#window) {
       const now = this.#host.now();
@@ -370,18 +432,13 @@ export class Stream {
   }
 
   #handleFin(): void {
-    if (this.#remoteFin) return;
-    this.#remoteFin = true;
+    if (!this.#receiving()) return;
     if (this.#wakeReader !== undefined) {
       // A read is waiting, so nothing is queued: the readable ends now.
       this.#readController.close();
       this.#wake("reader");
     }
-    if (this.#state === StreamState.Open) {
-      this.#state = StreamState.RemoteClose;
-    } else if (this.#state === StreamState.LocalClose) {
-      this.#finish();
-    }
+    this.#transition("finReceived");
   }
 
   #handleAck(): void {
@@ -398,8 +455,8 @@ export class Stream {
    */
   #write(bytes: Uint8Array, offset: number): Promise<void> | undefined {
     while (offset < bytes.length) {
-      if (this.#error) return Promise.reject(this.#error);
-      if (this.#finSent) return Promise.reject(new StreamClosedError(this.streamID));
+      if (this.#error !== undefined) return Promise.reject(this.#error);
+      if (!this.#sending()) return Promise.reject(new StreamClosedError(this.streamID));
       if (this.#sendWindow === 0) {
         const from = offset;
         return new Promise<void>((resolve) => (this.#wakeWriter = resolve)).then(() => this.#write(bytes, from));
@@ -422,25 +479,40 @@ export class Stream {
   }
 
   #sendFin(): void {
-    if (this.#finSent || this.#error) return;
-    this.#finSent = true;
+    if (!this.#sending()) return;
     this.#host.sendWindowUpdate(this.streamID, Flag.FIN, 0);
-    if (this.#state === StreamState.Open) {
-      this.#state = StreamState.LocalClose;
-      if (this.#closeTimeout > 0) {
-        this.#closeTimer = this.#host.setTimeout(() => this.reset(), this.#closeTimeout);
-      }
-    } else if (this.#state === StreamState.RemoteClose) {
-      this.#finish();
-    }
+    this.#transition("finSent");
   }
 
   // Both sides.
 
-  #finish(): void {
-    this.#state = StreamState.Closed;
-    this.#end();
-    this.#resolveClosed();
+  /**
+   * The one place the state changes (see {@link TRANSITIONS} and the diagram on {@link StreamState}), with
+   * what entering a state does. Returns false when the event changes nothing in this state.
+   */
+  #transition(event: StreamEvent): boolean {
+    const next = TRANSITIONS[this.#state][event];
+    if (next === undefined) return false;
+    this.#state = next;
+    if (next === StreamState.LocalClose) {
+      // Our FIN is out; a peer that never sends its own would hold the stream forever.
+      if (this.#closeTimeout > 0) this.#closeTimer = this.#host.setTimeout(() => this.reset(), this.#closeTimeout);
+    } else if (next === StreamState.Closed) {
+      this.#end();
+      this.#resolveClosed();
+    }
+    // Reset: #fail releases readers and writers, then ends the stream.
+    return true;
+  }
+
+  /** We may still send (no FIN sent, not reset). */
+  #sending(): boolean {
+    return this.#state === StreamState.Open || this.#state === StreamState.RemoteClose;
+  }
+
+  /** The peer may still send (no FIN received, not reset). */
+  #receiving(): boolean {
+    return this.#state === StreamState.Open || this.#state === StreamState.LocalClose;
   }
 
   #end(): void {

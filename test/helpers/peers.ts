@@ -17,7 +17,7 @@ import type { Duplex } from "node:stream";
 import { HEADER_SIZE } from "../../src/yamux/frame.js";
 import type { Transport } from "../../src/yamux/session.js";
 import { splitFrames } from "./frames.js";
-import type { Stream } from "../../src/yamux/stream.js";
+import type { Conn } from "../../src/yamux/stream.js";
 
 const root = resolve(import.meta.dirname, "../..");
 /** Where Debian's golang-*-dev packages put their sources; the peer builds in GOPATH mode against them. */
@@ -70,7 +70,7 @@ export async function digest(readable: ReadableStream<Uint8Array>): Promise<Dige
  * with the digest of what it echoed once the peer's FIN was echoed back as ours. Rejects with the
  * stream's error when the stream or its session dies.
  */
-export function hashingEcho(conn: Stream): Promise<Digest> {
+export function hashingEcho(conn: Conn): Promise<Digest> {
   const hash = createHash("sha256");
   let bytes = 0;
   const tap = new TransformStream<Uint8Array, Uint8Array>({
@@ -90,7 +90,7 @@ export function hashingEcho(conn: Stream): Promise<Digest> {
  * Sends `data` on `conn`, then FIN, while reading the echo to its end (concurrently: the echo must
  * flow back while we write, or windows fill up both ways). Resolves with the digest of what came back.
  */
-export async function sendAndDigest(conn: Stream, data: Uint8Array): Promise<Digest> {
+export async function sendAndDigest(conn: Conn, data: Uint8Array): Promise<Digest> {
   const received = digest(conn.readable);
   const writer = conn.writable.getWriter();
   try {
