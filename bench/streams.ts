@@ -14,8 +14,9 @@
  */
 
 import { fileURLToPath } from "node:url";
-import { GoPeer, goPeerBinary, within } from "../test/helpers/peers.js";
+import { GoPeer, goPeerBinary } from "../test/helpers/peers.js";
 import { median, ratio, round, type Row, type Target } from "./format.js";
+import { within } from "../test/helpers/assert.js";
 
 const MiB = 1024 * 1024;
 const nodePeer = fileURLToPath(new URL("./peer.ts", import.meta.url));

@@ -5,12 +5,12 @@
  */
 
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { after, test } from "node:test";
 import { freePort, startRedis } from "../test/helpers/redis.js";
 import { launchChromium, startE2EServer, type E2EServer } from "./harness.js";
+import { sha256Hex } from "../test/helpers/assert.js";
 
-const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 const SECRET = "a-cluster-secret-for-e2e-tests";
 
 const cleanup: (() => unknown)[] = [];
@@ -63,7 +63,7 @@ test("a Chromium device on node B, reached from node A: fetch with a 1 MB body a
   assert.equal(await res.text(), "hello from true");
   const body = randomBytes(1_000_000);
   const hashed = await a.wslis.fetch("screen", "http://device/hash", { method: "POST", body });
-  assert.equal(await hashed.text(), sha(body));
+  assert.equal(await hashed.text(), sha256Hex(body));
 
   const conn = await a.wslis.dial("screen-raw");
   const reading = new Response(conn.readable).arrayBuffer();
@@ -71,5 +71,5 @@ test("a Chromium device on node B, reached from node A: fetch with a 1 MB body a
   const sent = randomBytes(300_000);
   await writer.write(sent);
   await writer.close();
-  assert.equal(sha(new Uint8Array(await reading)), sha(sent));
+  assert.equal(sha256Hex(new Uint8Array(await reading)), sha256Hex(sent));
 });

@@ -8,11 +8,12 @@
  */
 
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { after, before, test, type TestContext } from "node:test";
 import type { Browser, Page } from "playwright";
 import type { Dialer } from "../server-node/index.js";
 import { assertBuilt, launchChromium, startE2EServer, type E2EServer } from "./harness.js";
+import { sha256Hex, within } from "../test/helpers/assert.js";
 
 type Build = "esm" | "iife";
 
@@ -31,15 +32,6 @@ before(async () => {
 after(async () => {
   await browser?.close();
 });
-
-/** Rejects after `ms` with a message naming what did not happen. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no outcome within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 interface Scenario<T> {
   server: E2EServer;
@@ -176,8 +168,8 @@ test("10 MiB each way at once on one stream, SHA-256 equal on both ends", { time
     const outgoing = randomBytes(size);
     const [, incoming] = await Promise.all([writeAll(conn.writable, outgoing), readAll(conn.readable)]);
     return {
-      sentSha256: createHash("sha256").update(outgoing).digest("hex"),
-      receivedSha256: createHash("sha256").update(incoming).digest("hex"),
+      sentSha256: sha256Hex(outgoing),
+      receivedSha256: sha256Hex(incoming),
       receivedBytes: incoming.length,
     };
   });

@@ -8,14 +8,14 @@
  */
 
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import type { Browser, Page } from "playwright";
 import type { Dialer } from "../server-node/index.js";
 import { SessionClosedError } from "../src/errors.js";
 import { assertBuilt, launchChromium, startE2EServer, type E2EServer } from "./harness.js";
+import { sha256Hex, within } from "../test/helpers/assert.js";
 
-const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 const MB = 1_000_000;
 
 /**
@@ -93,15 +93,6 @@ after(async () => {
   await server?.close();
 });
 
-/** Rejects after `ms` with a message naming what did not happen. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no outcome within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
 /** Polls the page until `predicate` (a JS expression over httpTest) holds. */
 async function pageWaits(page: Page, expression: string, ms = 5000): Promise<void> {
   await page.waitForFunction(expression, undefined, { timeout: ms, polling: 10 });
@@ -143,9 +134,9 @@ describe("the Node server fetches from a page in Chromium", () => {
   test("POST 5 MB: echoed back intact, and hashed in the page", async () => {
     const data = randomBytes(5 * MB);
     const echoed = await dialer.fetch("http://kiosk/echo", { method: "POST", body: data });
-    assert.equal(sha(new Uint8Array(await echoed.arrayBuffer())), sha(data), "echo");
+    assert.equal(sha256Hex(new Uint8Array(await echoed.arrayBuffer())), sha256Hex(data), "echo");
     const hashed = await dialer.fetch("http://kiosk/hash", { method: "POST", body: data });
-    assert.equal(await hashed.text(), sha(data), "SHA-256 computed by the page");
+    assert.equal(await hashed.text(), sha256Hex(data), "SHA-256 computed by the page");
   });
 
   test("a streamed response is read incrementally", async () => {

@@ -9,6 +9,7 @@ import { after, before, test } from "node:test";
 import type { Browser, BrowserContext, Page } from "playwright";
 import type { Dialer } from "../server-node/index.js";
 import { assertBuilt, launchChromium, startE2EServer, type E2EServer } from "./harness.js";
+import { until } from "../test/helpers/assert.js";
 
 let browser: Browser | undefined;
 before(async () => {
@@ -18,15 +19,6 @@ before(async () => {
 after(async () => {
   await browser?.close();
 });
-
-/** Polls `predicate` every 20 ms; rejects naming `what` after `ms`. */
-async function until(predicate: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** Opens a kiosk page that listens with default options and echoes every stream; returns the page. */
 async function kiosk(context: BrowserContext, server: E2EServer): Promise<Page> {
@@ -66,7 +58,7 @@ test("two tabs of one kiosk: the second waits on the Web Lock, then takes over w
   t.after(() => context.close());
 
   const first = await kiosk(context, server);
-  await until(() => server.wslis.devices.has("kiosk-1"), 15_000, "the first tab to connect");
+  await until(() => server.wslis.devices.has("kiosk-1"), 15_000, "the first tab to connect", 20);
   const firstDialer = server.wslis.devices.get("kiosk-1")!;
 
   const second = await kiosk(context, server);
@@ -83,6 +75,7 @@ test("two tabs of one kiosk: the second waits on the Web Lock, then takes over w
     () => server.wslis.devices.get("kiosk-1") !== undefined && server.wslis.devices.get("kiosk-1") !== firstDialer,
     15_000,
     "the second tab to take over",
+    20,
   );
   const secondDialer = server.wslis.devices.get("kiosk-1")!;
   assert.equal(await echo(secondDialer, "second tab"), "second tab");
@@ -114,5 +107,6 @@ test("lock: false opts out: a second tab replaces the first (which stops with ER
     async () => (await first.evaluate(() => (globalThis as unknown as { state: { closed: string } }).state.closed)) === "ERR_REPLACED",
     15_000,
     "the first tab to be replaced",
+    20,
   );
 });

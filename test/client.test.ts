@@ -3,11 +3,11 @@ import { createServer } from "node:net";
 import { after, describe, test } from "node:test";
 import { dialAndListen as browserDialAndListen } from "../src/index.js";
 import { dialAndListen, listen, type Listener } from "../server-node/device.js";
-import { WslisError, type Dialer } from "../server-node/index.js";
-import { readAll, until, within } from "./helpers/memory.js";
+import type { Dialer } from "../server-node/index.js";
+import { readAll } from "./helpers/memory.js";
 import { startServer } from "./helpers/net.js";
+import { hasCode, until, within } from "./helpers/assert.js";
 
-const hasCode = (code: string) => (e: unknown) => e instanceof WslisError && e.code === code;
 const cleanup: (() => unknown)[] = [];
 after(async () => {
   for (const fn of cleanup.reverse()) await fn();
@@ -41,7 +41,7 @@ describe("dialAndListen", () => {
     const controller = new AbortController();
     const dialing = dialAndListen(url, { signal: controller.signal });
     setTimeout(() => controller.abort(), 100);
-    await within(1000, assert.rejects(dialing, { name: "AbortError" }));
+    await within(assert.rejects(dialing, { name: "AbortError" }), 1000);
   });
 
   test("an already-aborted signal rejects at once and the server never sees a device", async () => {
@@ -50,10 +50,10 @@ describe("dialAndListen", () => {
     const { server, url } = await startServer(() => void handled++, { authorize: (req) => (upgrades.push(req.url!), true) });
     cleanup.push(() => server.close());
     const reason = new Error("gave up before starting");
-    await within(1000, assert.rejects(dialAndListen(url, { signal: AbortSignal.abort(reason) }), (e) => e === reason));
+    await within(assert.rejects(dialAndListen(url, { signal: AbortSignal.abort(reason) }), (e) => e === reason), 1000);
     const listener = listen(url, { signal: AbortSignal.abort() });
     await assert.rejects(listener.ready, { name: "AbortError" });
-    assert.equal((await within(1000, listener.closed)).name, "AbortError");
+    assert.equal((await within(listener.closed, 1000)).name, "AbortError");
     // The server may be reached only by a dial that was started: give one a chance to land.
     const probe = await dialAndListen(url, { reconnect: false });
     await probe.close();
@@ -71,7 +71,7 @@ describe("dialAndListen", () => {
     assert.equal(events.length, 3);
     assert.ok(events.slice(0, 2).every((ms) => typeof ms === "number" && ms >= 0 && ms <= 40));
     assert.equal(events[2], undefined, "the last failure announces no retry");
-    assert.ok(hasCode("ERR_HANDSHAKE")(await within(1000, listener.closed)));
+    assert.ok(hasCode("ERR_HANDSHAKE")(await within(listener.closed, 1000)));
   });
 
   test("maxRetries: gives up after that many retries with the last error", async () => {
@@ -143,14 +143,14 @@ describe("Listener across reconnects", () => {
     const oldConn = await accepting;
     const pendingAccept = listener.accept(); // waits across the reconnect
     first.close();
-    await assert.rejects(within(1000, readAll(oldConn.readable)), hasCode("ERR_CONNECTION_LOST"));
+    await assert.rejects(within(readAll(oldConn.readable), 1000), hasCode("ERR_CONNECTION_LOST"));
     await until(() => server.devices.get("l") !== undefined && server.devices.get("l") !== first, 3000, "new session");
     const second: Dialer = server.devices.get("l")!;
     const conn = await second.dial();
     const writer = conn.writable.getWriter();
     await writer.write(new TextEncoder().encode("after reconnect"));
     await writer.close();
-    const accepted = await within(2000, pendingAccept);
+    const accepted = await within(pendingAccept, 2000);
     assert.equal(new TextDecoder().decode(await readAll(accepted.readable)), "after reconnect");
     // The server's close starts with GoAway: the device redials as soon as it sees it.
     assert.deepEqual(events, ["disconnect:ERR_REMOTE_GOAWAY", "connect"]);
@@ -169,7 +169,7 @@ describe("Listener across reconnects", () => {
     await listener.close();
     await assert.rejects(pending, hasCode("ERR_LISTENER_CLOSED"));
     await assert.rejects(listener.ping(), hasCode("ERR_LISTENER_CLOSED"));
-    await within(1000, loop);
+    await within(loop, 1000);
     assert.equal(iterated.length, 0);
     await assert.rejects(listener.accept(), hasCode("ERR_LISTENER_CLOSED"));
     await until(() => server.devices.size === 0, 2000, "the server to see the device leave");

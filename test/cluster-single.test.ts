@@ -6,11 +6,11 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { dialAndListen, serveHttp, type Listener } from "../server-node/device.js";
-import { DeviceNotFoundError, WslisError } from "../server-node/index.js";
-import { readAll, until, within } from "./helpers/memory.js";
+import { DeviceNotFoundError } from "../server-node/index.js";
+import { readAll } from "./helpers/memory.js";
 import { startServer } from "./helpers/net.js";
+import { hasCode, until, within } from "./helpers/assert.js";
 
-const hasCode = (code: string) => (e: unknown) => e instanceof WslisError && e.code === code;
 
 const cleanup: (() => unknown)[] = [];
 after(async () => {
@@ -86,7 +86,7 @@ test("lookup and fleet() describe this node's devices; fleet events follow conne
 
   // "a" connects again: replace, and no disconnect for the replaced session.
   await httpDevice(url, "a");
-  await within(2000, a.closed);
+  await within(a.closed, 2000);
   await a.close();
   await server.devices.get("b")!.close();
   await until(() => events.length === 4);

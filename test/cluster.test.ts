@@ -11,6 +11,7 @@ import { startFixture, type Child } from "./helpers/child.js";
 import { listenAndServe } from "../server-node/index.js";
 import { freePort, startRedis, type RedisProcess } from "./helpers/redis.js";
 import { kilobyte } from "./helpers/cluster.js";
+import { until } from "./helpers/assert.js";
 
 const SECRET = "a-cluster-secret-for-tests";
 const TTL = 4000;
@@ -126,14 +127,6 @@ async function loadBalancer(targets: number[]): Promise<{ url: string; targets: 
   return lb;
 }
 
-async function until(predicate: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 describe("three nodes, one fleet", () => {
   let redis: RedisProcess;
   let nodes: Node[];
@@ -148,7 +141,7 @@ describe("three nodes, one fleet", () => {
       for (const id of devices[node.name]!) await device(node.url, id);
     }
     const all = Object.values(devices).flat();
-    await until(async () => (await run<unknown[]>(nodes[0]!, "fleet")).length === all.length, 5000, "every device in the fleet");
+    await until(async () => (await run<unknown[]>(nodes[0]!, "fleet")).length === all.length, 5000, "every device in the fleet", 50);
   });
 
   test("server.fetch from every node to every device: 100 concurrent 1 KB GETs and 5 MB POST echoes", async () => {
@@ -206,7 +199,7 @@ describe("three nodes, one fleet", () => {
   test("a device moving from node B to node C: B's session is replaced, calls from A reach C", async () => {
     const [a, b, c] = nodes as [Node, Node, Node];
     const onB = await device(b.url, "mover", "on b");
-    await until(async () => (await run(a, "call", { device: "mover", timeout: 2000 })).text === "on b", 5000, "mover reachable on b");
+    await until(async () => (await run(a, "call", { device: "mover", timeout: 2000 })).text === "on b", 5000, "mover reachable on b", 50);
     const onC = await device(c.url, "mover", "on c");
     const timer = new Promise<Error>((resolve) => setTimeout(resolve, 5000, new Error("B's session was not closed")));
     const reason = (await Promise.race([onB.closed, timer])) as Error & { code?: string };
@@ -216,7 +209,7 @@ describe("three nodes, one fleet", () => {
     assert.equal((await run(a, "lookup", { device: "mover" })).node, "c");
     assert.ok(!(await run<string[]>(b, "local")).includes("mover"));
     await onC.close();
-    await until(async () => (await run(a, "lookup", { device: "mover" })) === null, 5000, "mover gone from the fleet");
+    await until(async () => (await run(a, "lookup", { device: "mover" })) === null, 5000, "mover gone from the fleet", 50);
   });
 
   test("Redis frozen, then back: local calls never fail, cross-node calls fail fast, then work again", async () => {
@@ -231,7 +224,7 @@ describe("three nodes, one fleet", () => {
     } finally {
       redis.resume();
     }
-    await until(async () => (await run(a, "call", { device: "b1", timeout: 2000 })).text === "b1", 10_000, "cross-node call after Redis came back");
+    await until(async () => (await run(a, "call", { device: "b1", timeout: 2000 })).text === "b1", 10_000, "cross-node call after Redis came back", 50);
   });
 
   test("Redis stopped and restarted empty: local calls never fail, cross-node calls fail at once, and the directory heals", async () => {
@@ -239,7 +232,7 @@ describe("three nodes, one fleet", () => {
     await redis.stop();
     const local = await run(b, "call", { device: "b2", timeout: 2000 });
     assert.equal(local.text, "b2");
-    await until(async () => (await run(a, "call", { device: "b2", timeout: 2000 })).error?.code === "ERR_CLUSTER_UNAVAILABLE", 3000, "cross-node fails");
+    await until(async () => (await run(a, "call", { device: "b2", timeout: 2000 })).error?.code === "ERR_CLUSTER_UNAVAILABLE", 3000, "cross-node fails", 50);
     const cross = await run(a, "call", { device: "c1", timeout: 5000 });
     assert.equal(cross.error?.code, "ERR_CLUSTER_UNAVAILABLE");
     assert.ok(cross.ms < 200, `failed after ${cross.ms} ms`);
@@ -248,7 +241,7 @@ describe("three nodes, one fleet", () => {
     redis = await startRedis(redis.port); // empty: no persistence
     cleanup.push(() => redis.stop());
     const all = Object.values(devices).flat();
-    await until(async () => (await run<unknown[]>(a, "fleet").catch(() => [])).length === all.length, 10_000, "every device registered again");
+    await until(async () => (await run<unknown[]>(a, "fleet").catch(() => [])).length === all.length, 10_000, "every device registered again", 50);
     for (const node of nodes) {
       const { failures } = await run(node, "get", { devices: all.filter((id) => !id.startsWith("echo-")), total: 30, concurrency: 10 });
       assert.deepEqual(failures, [], `GETs from ${node.name} after the restart`);
@@ -261,7 +254,7 @@ describe("three nodes, one fleet", () => {
     cleanup.push(() => lb.close());
     // Devices with the default reconnect, behind the load balancer, all on node c for now.
     for (const id of ["roam1", "roam2"]) await device(lb.url, id, id, true);
-    await until(async () => (await run(a, "lookup", { device: "roam2" }))?.node === "c", 5000, "roaming devices on c");
+    await until(async () => (await run(a, "lookup", { device: "roam2" }))?.node === "c", 5000, "roaming devices on c", 50);
     lb.targets = [c.port, a.port, b.port];
 
     await c.child.kill(); // SIGKILL: no drain, its lease just stops
@@ -278,7 +271,7 @@ describe("three nodes, one fleet", () => {
       if (!reached) await new Promise((resolve) => setTimeout(resolve, 100));
     }
     // c's own devices (no reconnect) are gone from the fleet once its lease expired: not found, at once.
-    await until(async () => (await run(a, "call", { device: "c1", timeout: 5000 })).error?.code === "ERR_DEVICE_NOT_FOUND", TTL + 3000, "c1 not found");
+    await until(async () => (await run(a, "call", { device: "c1", timeout: 5000 })).error?.code === "ERR_DEVICE_NOT_FOUND", TTL + 3000, "c1 not found", 50);
     const gone = await run(b, "call", { device: "c2", timeout: 5000 });
     assert.equal(gone.error?.code, "ERR_DEVICE_NOT_FOUND");
     assert.ok(gone.ms < 500);
@@ -302,7 +295,7 @@ test("listenAndServe nodes: a forwarded request body may stream for longer than 
   };
   const [a, b] = [await node("a"), await node("b")];
   await device(b.url, "slow-reader");
-  await until(async () => (await a.server.lookup("slow-reader").catch(() => undefined)) !== undefined, 5000, "device in the directory");
+  await until(async () => (await a.server.lookup("slow-reader").catch(() => undefined)) !== undefined, 5000, "device in the directory", 50);
   // 10 chunks, 100 ms apart: a second of body, past the 300 ms handshake bound.
   let sent = 0;
   const body = new ReadableStream<Uint8Array>({

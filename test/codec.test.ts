@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
 import { ProtocolError } from "../src/errors.js";
+import { concat } from "../src/http/reader.js";
 import { Decoder } from "../src/yamux/decode.js";
 import {
   Flag,
@@ -27,16 +28,6 @@ function frameBytes(type: FrameType, flags: number, streamID: number, body: Uint
   const out = new Uint8Array(HEADER_SIZE + body.length);
   out.set(header);
   out.set(body, HEADER_SIZE);
-  return out;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
   return out;
 }
 
@@ -84,7 +75,7 @@ describe("frame header codec", () => {
   });
 
   test("reads a header at an offset inside a larger buffer", () => {
-    const buffer = concat([new Uint8Array([9, 9, 9]), encodeHeader(FrameType.Ping, Flag.ACK, 0, 42)]);
+    const buffer = concat(new Uint8Array([9, 9, 9]), encodeHeader(FrameType.Ping, Flag.ACK, 0, 42));
     assert.deepEqual(readHeader(buffer.subarray(1), 2), { version: 0, type: 2, flags: 2, streamID: 0, length: 42 });
   });
 
@@ -119,7 +110,7 @@ describe("incremental decoder", () => {
   ];
 
   test("many frames in one message", () => {
-    const frames = decodeAll(new Decoder(), [concat(sequence())]);
+    const frames = decodeAll(new Decoder(), [concat(...sequence())]);
     assert.equal(frames.length, 6);
     assert.equal(new TextDecoder().decode(frames[1]!.body), "hola");
     assert.equal(frames[3]!.body.length, 70_000);
@@ -128,7 +119,7 @@ describe("incremental decoder", () => {
   });
 
   test("a header split over two messages, and header and body as two messages (as Go sends them)", () => {
-    const whole = decodeAll(new Decoder(), [concat(sequence())]);
+    const whole = decodeAll(new Decoder(), [concat(...sequence())]);
     const data = frameBytes(FrameType.Data, 0, 1, new TextEncoder().encode("hola"));
     const goStyle = decodeAll(new Decoder(), [data.subarray(0, 5), data.subarray(5, 12), data.subarray(12)]);
     assert.deepEqual(plain(goStyle), plain([whole[1]!]));
@@ -145,7 +136,7 @@ describe("incremental decoder", () => {
   });
 
   test("byte by byte yields the same frames", () => {
-    const stream = concat(sequence());
+    const stream = concat(...sequence());
     const one = decodeAll(new Decoder(), Array.from(stream, (b) => new Uint8Array([b])));
     assert.deepEqual(plain(one), plain(decodeAll(new Decoder(), [stream])));
   });
@@ -160,7 +151,7 @@ describe("incremental decoder", () => {
       else if (kind === 2) parts.push(frameBytes(FrameType.Ping, Flag.SYN, 0, i));
       else parts.push(frameBytes(FrameType.GoAway, 0, 0, 0));
     }
-    const stream = concat(parts);
+    const stream = concat(...parts);
     const expected = plain(decodeAll(new Decoder(), [stream]));
     assert.equal(expected.length, 300);
     for (let seed = 0; seed < 200; seed++) {
@@ -192,12 +183,12 @@ describe("incremental decoder", () => {
     assert.equal(Buffer.compare(alone!.body, body), 0);
 
     const next = frameBytes(FrameType.Data, 0, 3, randomBytes(10, 4));
-    const withNext = concat([body, next]);
+    const withNext = concat(body, next);
     const frames = decodeAll(new Decoder(), [header, withNext]);
     assert.deepEqual(plain(frames), plain([...decodeAll(new Decoder(), [header, body]), ...decodeAll(new Decoder(), [next])]));
     assert.equal(frames[0]!.body.buffer, withNext.buffer, "the next frame behind the body changes nothing");
 
-    const split = decodeAll(new Decoder(), [concat([header, body.subarray(0, 400)]), body.slice(400)]);
+    const split = decodeAll(new Decoder(), [concat(header, body.subarray(0, 400)), body.slice(400)]);
     assert.equal(Buffer.compare(split[0]!.body, body), 0, "a body split across chunks is assembled");
   });
 
@@ -227,7 +218,7 @@ describe("incremental decoder", () => {
   });
 
   test("fuzz: mutated valid streams either decode or throw ProtocolError", () => {
-    const stream = concat(sequence());
+    const stream = concat(...sequence());
     fc.assert(
       fc.property(fc.array(fc.tuple(fc.nat(stream.length - 1), fc.integer({ min: 0, max: 255 })), { maxLength: 8 }), (mutations) => {
         const copy = stream.slice();

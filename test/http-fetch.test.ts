@@ -4,20 +4,17 @@
  */
 
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import http from "node:http";
 import { after, before, describe, test } from "node:test";
 import { dialAndListen } from "../server-node/device.js";
 import { DeviceHttp, type Dialer, type Server } from "../server-node/index.js";
-import { WslisError } from "../src/errors.js";
 import { serveHttp, type HttpHandler } from "../src/http/server.js";
 import type { Listener } from "../src/client.js";
 import type { Conn } from "../src/yamux/stream.js";
 import { startServer } from "./helpers/net.js";
-import { within } from "./helpers/peers.js";
+import { hasCode, sha256Hex, within } from "./helpers/assert.js";
 
-const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
-const hasCode = (code: string) => (e: unknown) => e instanceof WslisError && e.code === code;
 
 interface Rig {
   server: Server;
@@ -73,7 +70,7 @@ describe("dialer.fetch against a Node device running serveHttp", () => {
         case "/echo":
           return new Response(request.body, { headers: { "x-method": request.method } });
         case "/hash":
-          return new Response(sha(new Uint8Array(await request.arrayBuffer())));
+          return new Response(sha256Hex(new Uint8Array(await request.arrayBuffer())));
         case "/stream": {
           // Sends "tick" every 20 ms until the client has read 3 of them (it says so with ?n=3).
           let i = 0;
@@ -119,10 +116,10 @@ describe("dialer.fetch against a Node device running serveHttp", () => {
     });
     const res = await r.dialer.fetch("http://d/echo", { method: "POST", body, duplex: "half" } as RequestInit);
     assert.equal(res.headers.get("x-method"), "POST");
-    assert.equal(sha(new Uint8Array(await res.arrayBuffer())), sha(data));
+    assert.equal(sha256Hex(new Uint8Array(await res.arrayBuffer())), sha256Hex(data));
 
     const req = new Request("http://d/hash", { method: "PUT", body: data });
-    assert.equal(await (await r.dialer.fetch(req)).text(), sha(data));
+    assert.equal(await (await r.dialer.fetch(req)).text(), sha256Hex(data));
   });
 
   test("a streamed response is read as it comes", async () => {

@@ -17,16 +17,8 @@ import { dialAndListen, type Listener } from "../server-node/device.js";
 import { listenAndServe, type Dialer, type Server } from "../server-node/index.js";
 import { WslisError } from "../src/errors.js";
 import { Flag, FrameType } from "../src/yamux/frame.js";
-import {
-  GoPeer,
-  goPeerBinary,
-  hashingEcho,
-  sendAndDigest,
-  sha256Hex,
-  within,
-  type Digest,
-  type GoEchoStream,
-} from "./helpers/peers.js";
+import { GoPeer, goPeerBinary, hashingEcho, sendAndDigest, type Digest, type GoEchoStream } from "./helpers/peers.js";
+import { sha256Hex, within } from "./helpers/assert.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -19,7 +19,7 @@ import { dialAndListen } from "../server-node/device.js";
 import type { Dialer } from "../server-node/index.js";
 import { serveHttp } from "../src/http/server.js";
 import { startServer } from "./helpers/net.js";
-import { within } from "./helpers/peers.js";
+import { sha256Hex, within } from "./helpers/assert.js";
 
 const root = resolve(import.meta.dirname, "..");
 const GOPATH = "/usr/share/gocode";
@@ -27,7 +27,6 @@ const HOW_TO =
   "The reverse-HTTP Go interop suite needs Go and Debian's hashicorp/yamux and gorilla/websocket; it does not skip. " +
   "Install them: sudo apt-get install golang-go golang-github-hashicorp-yamux-dev golang-github-gorilla-websocket-dev " +
   "(or run `npm run setup`).";
-const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
 let buildDir: string;
 let binary: string;
@@ -152,7 +151,7 @@ describe("Node dialer.fetch → Go device running http.Serve", () => {
   test("POST 1 MiB, echoed", async () => {
     const data = randomBytes(1 << 20);
     const res = await dialer.fetch("http://kiosk/echo", { method: "POST", body: data });
-    assert.equal(sha(new Uint8Array(await res.arrayBuffer())), sha(data));
+    assert.equal(sha256Hex(new Uint8Array(await res.arrayBuffer())), sha256Hex(data));
   });
 
   test("a flushed response arrives incrementally", async () => {

@@ -23,7 +23,8 @@ import { Client, Server, type Config, type Stream as YamuxJsStream } from "yamux
 import { Flag, FrameType, readHeader } from "../src/yamux/frame.js";
 import { Session } from "../src/yamux/session.js";
 import type { Conn } from "../src/yamux/stream.js";
-import { duplexTransport, hashingEcho, sendAndDigest, sha256Hex, within, type Digest } from "./helpers/peers.js";
+import { duplexTransport, hashingEcho, sendAndDigest, type Digest } from "./helpers/peers.js";
+import { sha256Hex, within } from "./helpers/assert.js";
 
 const KiB = 1024;
 /** Small enough that no transfer needs yamux-js to wait for window credit (its 100 ms polling). */

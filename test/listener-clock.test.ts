@@ -7,35 +7,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { listen, type Platform } from "../src/client.js";
-import type { Clock } from "../src/yamux/clock.js";
-
-/** A clock whose time moves only when the test says so. */
-function fakeClock(): Clock & { advance(ms: number): void; pending(): number } {
-  let now = 0;
-  let nextId = 0;
-  const timers = new Map<number, { at: number; fn: () => void }>();
-  return {
-    now: () => now,
-    setTimeout(fn, ms) {
-      timers.set(++nextId, { at: now + ms, fn });
-      return nextId;
-    },
-    clearTimeout: (id) => void timers.delete(id as number),
-    defer: (fn) => queueMicrotask(fn),
-    advance(ms) {
-      const until = now + ms;
-      for (;;) {
-        const due = [...timers].filter(([, t]) => t.at <= until).sort((a, b) => a[1].at - b[1].at)[0];
-        if (!due) break;
-        timers.delete(due[0]);
-        now = due[1].at;
-        due[1].fn();
-      }
-      now = until;
-    },
-    pending: () => timers.size,
-  };
-}
+import { FakeClock } from "./helpers/clock.js";
 
 /** A WebSocket whose handshake fails at once (as a server that is down): error, then close 1006. */
 class RefusedWebSocket extends EventTarget {
@@ -58,7 +30,7 @@ class RefusedWebSocket extends EventTarget {
 const settle = () => new Promise((resolve) => setImmediate(resolve));
 
 test("backoff on the injected clock, `online` from the platform, the base URL from the platform", async () => {
-  const clock = fakeClock();
+  const clock = new FakeClock();
   const urls: string[] = [];
   let online: (() => void) | undefined;
   const platform: Platform = {
@@ -96,5 +68,5 @@ test("backoff on the injected clock, `online` from the platform, the base URL fr
   await listener.close();
   assert.equal(listener.state, "closed");
   assert.equal(online, undefined, "stopped watching the network");
-  assert.equal(clock.pending(), 0, "no timer left behind");
+  assert.equal(clock.pending, 0, "no timer left behind");
 });

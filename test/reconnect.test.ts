@@ -6,12 +6,11 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { dialAndListen, type Listener } from "../server-node/device.js";
-import { WslisError } from "../server-node/index.js";
 import { startFixture, type Child } from "./helpers/child.js";
-import { until, within } from "./helpers/memory.js";
+import { seeded } from "./helpers/memory.js";
 import { startServer } from "./helpers/net.js";
+import { hasCode, until, within } from "./helpers/assert.js";
 
-const hasCode = (code: string) => (e: unknown) => e instanceof WslisError && e.code === code;
 const children: Child[] = [];
 const listeners: Listener[] = [];
 after(async () => {
@@ -40,7 +39,7 @@ describe("server killed and restarted", () => {
       reconnect: { initialDelay: 100, maxDelay: 500 },
     });
     listeners.push(listener);
-    const conn = await within(5000, listener.accept(), "the server's stream");
+    const conn = await within(listener.accept(), 5000, "the server's stream");
     await child.waitFor(/^streaming stream-1$/);
     const reader = conn.readable.getReader();
     await reader.read(); // the transfer is flowing
@@ -55,7 +54,7 @@ describe("server killed and restarted", () => {
 
     const killedAt = Date.now();
     await child.kill();
-    const [readError, writeError, event] = await within(1000, Promise.all([pendingRead, pendingWrite, disconnected]));
+    const [readError, writeError, event] = await within(Promise.all([pendingRead, pendingWrite, disconnected]), 1000);
     const elapsed = Date.now() - killedAt;
     assert.ok(elapsed < 1000, `rejected after ${elapsed} ms`);
     assert.ok(hasCode("ERR_CONNECTION_LOST")(readError), String(readError));
@@ -75,6 +74,8 @@ describe("server killed and restarted", () => {
       const listener = await dialAndListen(`ws://127.0.0.1:${port}`, {
         params: { deviceId: id },
         reconnect: { initialDelay: 500, maxDelay },
+        // Jitter from a seeded source, one seed per device: the spread asserted below is the same every run.
+        random: seeded(i + 1),
       });
       listeners.push(listener);
       listener.addEventListener("connect", () => connectTimes.set(id, Date.now()));
@@ -127,7 +128,7 @@ describe("frozen peers (SIGSTOP: alive, silent) are dropped by keepalive", () =>
     const pendingRead = conn.readable.getReader().read().then(() => undefined, (e: unknown) => e);
     child.process.kill("SIGSTOP");
     const frozenAt = Date.now();
-    const reason = await within(interval + timeout + slack, dialer.closed, "the server to drop the device");
+    const reason = await within(dialer.closed, interval + timeout + slack, "the server to drop the device");
     assert.ok(hasCode("ERR_KEEPALIVE_TIMEOUT")(reason), String(reason));
     assert.ok(hasCode("ERR_KEEPALIVE_TIMEOUT")(await pendingRead));
     assert.ok(Date.now() - frozenAt <= interval + timeout + slack);
@@ -144,7 +145,7 @@ describe("frozen peers (SIGSTOP: alive, silent) are dropped by keepalive", () =>
       session: { keepAliveInterval: interval, keepAliveTimeout: timeout },
     });
     listeners.push(listener);
-    const conn = await within(5000, listener.accept());
+    const conn = await within(listener.accept(), 5000);
     await child.waitFor(/^streaming stream-watcher$/);
     const pendingRead = (async () => {
       const reader = conn.readable.getReader();
@@ -154,7 +155,7 @@ describe("frozen peers (SIGSTOP: alive, silent) are dropped by keepalive", () =>
       listener.addEventListener("disconnect", (e) => resolve(e as CustomEvent), { once: true }),
     );
     child.process.kill("SIGSTOP");
-    const event = await within(interval + timeout + slack, disconnected, "the device to drop the server");
+    const event = await within(disconnected, interval + timeout + slack, "the device to drop the server");
     assert.ok(hasCode("ERR_KEEPALIVE_TIMEOUT")(event.detail.error), String(event.detail.error));
     assert.ok(hasCode("ERR_KEEPALIVE_TIMEOUT")(await pendingRead));
     await child.kill();

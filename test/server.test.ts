@@ -3,11 +3,11 @@ import { connect } from "node:net";
 import { after, describe, test } from "node:test";
 import { dialAndListen, serveHttp, type Listener } from "../server-node/device.js";
 import { Server, WslisError, type Dialer } from "../server-node/index.js";
-import { readAll, until, within } from "./helpers/memory.js";
+import { readAll } from "./helpers/memory.js";
 import * as hostile from "./helpers/hostile.js";
 import { quiet, rawUpgrade, startServer } from "./helpers/net.js";
+import { hasCode, until, within } from "./helpers/assert.js";
 
-const hasCode = (code: string) => (e: unknown) => e instanceof WslisError && e.code === code;
 const text = (s: string) => new TextEncoder().encode(s);
 
 const cleanup: (() => unknown)[] = [];
@@ -90,7 +90,7 @@ describe("authorization before the upgrade", () => {
       params: () => (attempts++, {}),
       reconnect: { initialDelay: 10 },
     });
-    const reason = await within(2000, listener.closed);
+    const reason = await within(listener.closed, 2000);
     assert.ok(hasCode("ERR_UNAUTHORIZED")(reason), String(reason));
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(attempts, 1);
@@ -199,11 +199,11 @@ describe("registry", () => {
     const second = await device();
     await until(() => server.devices.get("kiosk-1") !== oldDialer, 2000, "replacement");
     const newDialer = server.devices.get("kiosk-1")!;
-    assert.ok(hasCode("ERR_REPLACED")(await within(1000, pendingOnOld)));
-    assert.equal((await within(1000, oldDialer.closed) as WslisError).code, "ERR_REPLACED");
+    assert.ok(hasCode("ERR_REPLACED")(await within(pendingOnOld, 1000)));
+    assert.equal((await within(oldDialer.closed, 1000) as WslisError).code, "ERR_REPLACED");
 
     // The replaced device learns why and does not fight back by redialing.
-    const reason = await within(2000, first.closed);
+    const reason = await within(first.closed, 2000);
     assert.equal((reason as WslisError).code, "ERR_REPLACED");
     // Longer than the default backoff's first delay (at most 500 ms): a redial would have happened by now.
     await new Promise((r) => setTimeout(r, 1200));
@@ -282,13 +282,13 @@ describe("limits", () => {
     const socket = connect(port, "127.0.0.1");
     let answer = "";
     await within(
-      3000,
       new Promise<void>((resolve) => {
         socket.on("data", (chunk) => (answer += chunk.toString()));
         socket.on("close", () => resolve());
         socket.on("error", () => {});
         socket.write("GET / HTTP/1.1\r\nHost: x\r\n"); // and never finish the head
       }),
+      3000,
       "the idle socket to be dropped",
     );
     assert.match(answer, /^HTTP\/1\.1 408 /);
@@ -307,7 +307,7 @@ describe("limits", () => {
     cleanup.push(() => server.close());
     const bad = await echoDevice(url, { params: { deviceId: "bad" } });
     await echoDevice(url, { params: { deviceId: "good" } });
-    await within(2000, bad.closed);
+    await within(bad.closed, 2000);
     await until(() => calls === 2 && server.devices.size === 1, 2000, "one device left");
     assert.equal(logged.length, 1);
     assert.equal(await roundTrip(server.devices.get("good")!, "alive"), "alive");
@@ -334,7 +334,7 @@ describe("limits", () => {
     });
     cleanup.push(() => server.close());
     const listener = await dialAndListen(`${url}?bad=1`, { reconnect: false });
-    const reason = await within(2000, listener.closed);
+    const reason = await within(listener.closed, 2000);
     assert.match(reason.message, /1011/);
     await echoDevice(url);
     await until(() => server.devices.has("fine"), 2000, "the next device is served");
@@ -366,8 +366,8 @@ describe("drain and metrics", () => {
     assert.equal(new TextDecoder().decode(await readAll(deviceConn.readable)), "last words");
     await deviceConn.close();
     await readAll(conn.readable);
-    await within(2000, closing);
-    const reason = await within(2000, listener.closed);
+    await within(closing, 2000);
+    const reason = await within(listener.closed, 2000);
     assert.equal((reason as WslisError).code, "ERR_SERVER_SHUTDOWN");
     await assert.rejects(rawUpgrade(port), /ECONNREFUSED/, "the port is closed");
   });
@@ -427,13 +427,13 @@ describe("hostile devices (hand-written frames over a raw WebSocket)", () => {
     );
     const peer = await hostileDevice(url);
     cleanup.push(() => peer.destroy());
-    await within(5000, peer.reader.next((f) => f.streamID === 1 && (f.flags & F.SYN) !== 0), "the server opening stream 1");
+    await within(peer.reader.next((f) => f.streamID === 1 && (f.flags & F.SYN) !== 0), 5000, "the server opening stream 1");
     await peer.send(frame(T.WindowUpdate, F.ACK, 1, 0));
     // One byte beyond the 256 KiB window, and only 25 bytes of that body ever come.
     await peer.send(frame(T.Data, 0, 1, 256 * 1024 + 1, new Uint8Array(25)));
-    await within(2000, peer.reader.next((f) => f.type === T.GoAway), "GoAway after the oversized header");
+    await within(peer.reader.next((f) => f.type === T.GoAway), 2000, "GoAway after the oversized header");
     assert.deepEqual(peer.reader.goAwayCodes, [GoAway.ProtocolError]);
-    assert.ok(hasCode("ERR_PROTOCOL")(await within(2000, reason, "the device's session ending")));
+    assert.ok(hasCode("ERR_PROTOCOL")(await within(reason, 2000, "the device's session ending")));
   });
 
   test("a message of 87,000 pings closes that device as abusive (GoAway protocol error); another device is served", async () => {
@@ -453,12 +453,12 @@ describe("hostile devices (hand-written frames over a raw WebSocket)", () => {
     const peer = await hostileDevice(url, "flooder");
     cleanup.push(() => peer.destroy());
     await peer.send(headers(87_000, (i) => [T.Ping, F.SYN, 0, i]));
-    const ended = await within(5000, reason, "the flooding device's session ending");
+    const ended = await within(reason, 5000, "the flooding device's session ending");
     assert.ok(hasCode("ERR_ABUSIVE_PEER")(ended), `ended with ${String(ended)}`);
-    await within(5000, peer.closed, "the flooder's WebSocket closing");
+    await within(peer.closed, 5000, "the flooder's WebSocket closing");
     assert.deepEqual(peer.reader.goAwayCodes, [GoAway.ProtocolError]);
     assert.ok(peer.reader.counts.pong <= 1, `${peer.reader.counts.pong} pongs answered the flood`);
-    assert.equal(await within(5000, roundTrip(echo!, "still here"), "the good device's round trip"), "still here");
+    assert.equal(await within(roundTrip(echo!, "still here"), 5000, "the good device's round trip"), "still here");
     assert.equal(server.metrics().sessionsClosed["ERR_ABUSIVE_PEER"], 1);
   });
 
@@ -471,7 +471,7 @@ describe("hostile devices (hand-written frames over a raw WebSocket)", () => {
     for (let message = 0; message < 200; message++) await peer.send(headers(1000, (i) => [T.Ping, F.SYN, 0, message * 1000 + i]));
     peer.resumeReading();
     await peer.send(frame(T.Ping, F.SYN, 0, 0xfeedf00d));
-    await within(10_000, Promise.race([peer.closed, peer.reader.next((f) => f.type === T.Ping && f.length === 0xfeedf00d)]), "the last ping's answer");
+    await within(Promise.race([peer.closed, peer.reader.next((f) => f.type === T.Ping && f.length === 0xfeedf00d)]), 10_000, "the last ping's answer");
     assert.ok(peer.reader.counts.pong <= 201, `${peer.reader.counts.pong} pongs for 200 bursts of 1,000 pings`);
     assert.ok(!peer.reader.goAwayCodes.includes(GoAway.InternalError));
   });

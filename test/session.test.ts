@@ -1,18 +1,17 @@
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { describe, test } from "node:test";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { AbusivePeerError, ProtocolError, WslisError } from "../src/errors.js";
 import { Flag, FrameType, GoAwayCode, HEADER_SIZE, INITIAL_WINDOW, encodeHeader, readHeader } from "../src/yamux/frame.js";
+import { concat } from "../src/http/reader.js";
 import { Session, SessionState } from "../src/yamux/session.js";
 import { WindowTuner } from "../src/yamux/tuner.js";
 import type { Conn } from "../src/yamux/stream.js";
-import { memoryPair, randomBytes, readAll, seeded, sessionPair, until, within, type MemoryEnd } from "./helpers/memory.js";
+import { memoryPair, randomBytes, readAll, seeded, sessionPair, type MemoryEnd } from "./helpers/memory.js";
+import { hasCode, sha256Hex, until, within } from "./helpers/assert.js";
 
 const text = (s: string) => new TextEncoder().encode(s);
-const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
-const hasCode = (code: string) => (e: unknown) => e instanceof WslisError && e.code === code;
 
 /** Frames one end wrote, decoded from its raw bytes (each write is one frame in the memory pair). */
 function framesWritten(end: MemoryEnd) {
@@ -46,7 +45,7 @@ describe("session pair in memory", () => {
     await write(toClient, text("chau"));
     assert.equal(new TextDecoder().decode(await readAll(toServer.readable)), "hola");
     assert.equal(new TextDecoder().decode(await readAll(toClient.readable)), "chau");
-    await within(1000, Promise.all([toServer.closed, fromClient.closed, toClient.closed, fromServer.closed]));
+    await within(Promise.all([toServer.closed, fromClient.closed, toClient.closed, fromServer.closed]), 1000);
     assert.equal(client.numStreams, 0);
     assert.equal(server.numStreams, 0);
     client.close();
@@ -70,7 +69,7 @@ describe("session pair in memory", () => {
       void server.accept().then(echo);
       const stream = await client.open();
       const [, back] = await Promise.all([write(stream, payload), readAll(stream.readable)]);
-      assert.equal(sha(back), sha(payload), `seed ${seed}`);
+      assert.equal(sha256Hex(back), sha256Hex(payload), `seed ${seed}`);
       client.close();
     }
   });
@@ -81,15 +80,15 @@ describe("session pair in memory", () => {
       for (;;) void echo(await server.accept());
     })().catch(() => {});
     const results = await within(
-      20_000,
       Promise.all(
         Array.from({ length: 1000 }, async (_, i) => {
           const stream = await client.open();
           const payload = randomBytes(1000 + i, i);
           const [, back] = await Promise.all([write(stream, payload), readAll(stream.readable)]);
-          return sha(back) === sha(payload);
+          return sha256Hex(back) === sha256Hex(payload);
         }),
       ),
+      20_000,
     );
     assert.equal(results.filter(Boolean).length, 1000);
     await until(() => client.numStreams === 0 && server.numStreams === 0, 2000, "streams to close");
@@ -102,7 +101,7 @@ describe("session pair in memory", () => {
     const accepted = server.accept();
     const stream = await client.open();
     const [, back] = await Promise.all([write(stream, payload), accepted.then((s) => readAll(s.readable))]);
-    assert.equal(sha(back), sha(payload));
+    assert.equal(sha256Hex(back), sha256Hex(payload));
     const data = framesWritten(clientEnd).filter((f) => f.type === FrameType.Data);
     assert.ok(data.every((f) => f.length <= client.maxFrameSize), "no frame beyond maxFrameSize");
     client.close();
@@ -118,7 +117,7 @@ describe("session pair in memory", () => {
       assert.equal(new TextDecoder().decode(await readAll(peer.readable)), "question");
       await write(peer, text("answer after the FIN"));
       assert.equal(new TextDecoder().decode(await readAll(stream.readable)), "answer after the FIN");
-      await within(1000, Promise.all([stream.closed, peer.closed]));
+      await within(Promise.all([stream.closed, peer.closed]), 1000);
       client.close();
     });
 
@@ -132,7 +131,7 @@ describe("session pair in memory", () => {
       assert.equal(new TextDecoder().decode(await readAll(stream.readable)), "early answer");
       await write(stream, text("late data"));
       assert.equal(new TextDecoder().decode(await readAll(peer.readable)), "xlate data");
-      await within(1000, Promise.all([stream.closed, peer.closed]));
+      await within(Promise.all([stream.closed, peer.closed]), 1000);
       client.close();
     });
 
@@ -147,7 +146,7 @@ describe("session pair in memory", () => {
       const peer = await accepted;
       const got = await readAll(peer.readable);
       await Promise.all([writing, closing]);
-      assert.equal(sha(got), sha(big));
+      assert.equal(sha256Hex(got), sha256Hex(big));
       await assert.rejects(writer.write(text("more")), hasCode("ERR_STREAM_CLOSED"));
       client.close();
     });
@@ -166,9 +165,9 @@ describe("session pair in memory", () => {
     const writer = peer.writable.getWriter();
     const pendingWrite = writer.write(randomBytes(INITIAL_WINDOW + 1));
     stream.reset();
-    await within(1000, assert.rejects(pendingRead, (e: any) => hasCode("ERR_STREAM_RESET")(e) && e.remote === true));
-    await within(1000, assert.rejects(pendingWrite, hasCode("ERR_STREAM_RESET")));
-    await within(1000, assert.rejects(peer.closed, hasCode("ERR_STREAM_RESET")));
+    await within(assert.rejects(pendingRead, (e: any) => hasCode("ERR_STREAM_RESET")(e) && e.remote === true), 1000);
+    await within(assert.rejects(pendingWrite, hasCode("ERR_STREAM_RESET")), 1000);
+    await within(assert.rejects(peer.closed, hasCode("ERR_STREAM_RESET")), 1000);
     await assert.rejects(stream.closed, (e: any) => e.remote === false);
     assert.equal(server.numStreams, 0);
     client.close();
@@ -180,7 +179,7 @@ describe("session pair in memory", () => {
     const stream = await client.open();
     await stream.writable.abort(new Error("changed my mind"));
     const peer = await accepted;
-    await within(1000, assert.rejects(readAll(peer.readable), hasCode("ERR_STREAM_RESET")));
+    await within(assert.rejects(readAll(peer.readable), hasCode("ERR_STREAM_RESET")), 1000);
     client.close();
   });
 
@@ -254,7 +253,7 @@ describe("session pair in memory", () => {
       const reader = peer.readable.getReader();
       const warmUp = 8 * 1024 * 1024;
       void writer.write(randomBytes(warmUp)).catch(() => {});
-      for (let got = 0; got < warmUp; ) got += (await within(2000, reader.read(), "warm-up read")).value!.length;
+      for (let got = 0; got < warmUp; ) got += (await within(reader.read(), 2000, "warm-up read")).value!.length;
       await new Promise((r) => setTimeout(r, 50));
       const before = clientEnd.written.length;
       void writer.write(randomBytes(32 * 1024 * 1024)).catch(() => {}); // nobody reads this any more
@@ -284,7 +283,7 @@ describe("session pair in memory", () => {
       const peer = await accepted;
       const reader = peer.readable.getReader();
       void writer.write(data).catch(() => {});
-      for (let got = 0; got < INITIAL_WINDOW; ) got += (await within(2000, reader.read(), "first window")).value!.length;
+      for (let got = 0; got < INITIAL_WINDOW; ) got += (await within(reader.read(), 2000, "first window")).value!.length;
       await new Promise((r) => setTimeout(r, 300)); // nobody reads any more: the window bounds what follows
       const sent = clientEnd.written
         .map((bytes) => readHeader(bytes, 0))
@@ -326,13 +325,13 @@ describe("session pair in memory", () => {
     const chunks: Uint8Array[] = [];
     let reads = 0;
     for (;;) {
-      const { value, done } = await within(2000, reader.read(), "read");
+      const { value, done } = await within(reader.read(), 2000, "read");
       if (done) break;
       chunks.push(value);
       if (++reads % 4 === 0) await new Promise((r) => setTimeout(r, 2)); // a slow consumer
     }
     await writing;
-    assert.equal(sha(Buffer.concat(chunks)), sha(payload));
+    assert.equal(sha256Hex(Buffer.concat(chunks)), sha256Hex(payload));
     client.close();
   });
 
@@ -369,7 +368,7 @@ describe("session pair in memory", () => {
     const stream = await client.open();
     await accepted;
     serverEnd.freeze(); // the device stops answering without closing anything
-    const reason = await within(1000, client.closed);
+    const reason = await within(client.closed, 1000);
     assert.equal((reason as WslisError).code, "ERR_KEEPALIVE_TIMEOUT");
     await assert.rejects(stream.closed, hasCode("ERR_KEEPALIVE_TIMEOUT"));
     await assert.rejects(client.open(), hasCode("ERR_KEEPALIVE_TIMEOUT"));
@@ -389,8 +388,8 @@ describe("session pair in memory", () => {
     client.close();
     await assert.rejects(pendingRead, hasCode("ERR_SESSION_CLOSED"));
     await assert.rejects(pendingPing, hasCode("ERR_SESSION_CLOSED"));
-    await within(1000, assert.rejects(pendingAccept, hasCode("ERR_CONNECTION_LOST")));
-    await within(1000, assert.rejects(pendingWrite, hasCode("ERR_CONNECTION_LOST")));
+    await within(assert.rejects(pendingAccept, hasCode("ERR_CONNECTION_LOST")), 1000);
+    await within(assert.rejects(pendingWrite, hasCode("ERR_CONNECTION_LOST")), 1000);
     assert.ok(Date.now() - before < 500);
     // The peer saw our GoAway and then the connection close.
     assert.equal(server.remoteGoAway, true);
@@ -455,7 +454,7 @@ describe("protocol violations close the session with GoAway(protocol error)", ()
       const [end, other] = memoryPair();
       const session = new Session(end, { role: "server", keepAliveInterval: 0 });
       end.inject(bytes);
-      const reason = await within(1000, session.closed);
+      const reason = await within(session.closed, 1000);
       assert.equal((reason as WslisError).code, "ERR_PROTOCOL");
       const goAway = framesWritten(end).find((f) => f.type === FrameType.GoAway);
       assert.equal(goAway?.length, GoAwayCode.ProtocolError);
@@ -468,7 +467,7 @@ describe("protocol violations close the session with GoAway(protocol error)", ()
     const session = new Session(end, { role: "server", keepAliveInterval: 0 });
     end.inject(encodeHeader(FrameType.WindowUpdate, Flag.SYN, 1, 0));
     end.inject(encodeHeader(FrameType.WindowUpdate, Flag.SYN, 1, 0));
-    assert.match((await within(1000, session.closed)).message, /duplicate SYN/);
+    assert.match((await within(session.closed, 1000)).message, /duplicate SYN/);
   });
 
   test("data beyond the receive window", async () => {
@@ -481,7 +480,7 @@ describe("protocol violations close the session with GoAway(protocol error)", ()
     end.inject(frame); // exactly the window: fine
     end.inject(encodeHeader(FrameType.Data, 0, 1, 1));
     end.inject(new Uint8Array(1)); // one byte more: a violation
-    const reason = await within(1000, session.closed);
+    const reason = await within(session.closed, 1000);
     assert.match(reason.message, /window/);
     const stream = await session.accept().catch((e) => e);
     assert.ok(stream instanceof Error || stream.streamID === 1);
@@ -491,7 +490,7 @@ describe("protocol violations close the session with GoAway(protocol error)", ()
     const [end] = memoryPair();
     const session = new Session(end, { role: "server", keepAliveInterval: 0 });
     end.inject(encodeHeader(FrameType.GoAway, 0, 0, GoAwayCode.ProtocolError));
-    const reason = await within(1000, session.closed);
+    const reason = await within(session.closed, 1000);
     assert.equal((reason as WslisError).code, "ERR_CONNECTION_LOST");
     assert.match(reason.message, /protocol error/);
   });
@@ -509,14 +508,7 @@ describe("protocol violations close the session with GoAway(protocol error)", ()
 describe("hostile peers: floods, budgets, limits", () => {
   /** One message of `count` copies of a frame (a header, and `body` bytes for Data). */
   function message(count: number, frame: (i: number) => Uint8Array): Uint8Array {
-    const parts = Array.from({ length: count }, (_, i) => frame(i));
-    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-    let offset = 0;
-    for (const part of parts) {
-      out.set(part, offset);
-      offset += part.length;
-    }
-    return out;
+    return concat(...Array.from({ length: count }, (_, i) => frame(i)));
   }
   const header = (type: FrameType, flags: number, id: number, length: number) => () => encodeHeader(type, flags, id, length);
   const turn = () => new Promise((resolve) => setImmediate(resolve));
@@ -545,7 +537,7 @@ describe("hostile peers: floods, budgets, limits", () => {
       const { server, serverEnd, client } = await target({ acceptBacklog: 1 });
       serverEnd.written.length = 0;
       serverEnd.inject(message(5000, frame));
-      const reason = await within(1000, server.closed);
+      const reason = await within(server.closed, 1000);
       assert.equal((reason as WslisError).code, "ERR_ABUSIVE_PEER");
       assert.ok(reason instanceof AbusivePeerError && reason instanceof ProtocolError);
       const frames = framesWritten(serverEnd);
@@ -599,7 +591,7 @@ describe("hostile peers: floods, budgets, limits", () => {
   test("acceptBacklog 0: every SYN is refused at once with RST, none is kept", async () => {
     const { client, server } = sessionPair({ acceptBacklog: 0 });
     const streams = await Promise.all(Array.from({ length: 3 }, () => client.open()));
-    for (const stream of streams) await within(1000, assert.rejects(stream.closed, hasCode("ERR_STREAM_RESET")));
+    for (const stream of streams) await within(assert.rejects(stream.closed, hasCode("ERR_STREAM_RESET")), 1000);
     assert.equal(server.numStreams, 0);
     const controller = new AbortController();
     const accepting = server.accept({ signal: controller.signal });
@@ -614,7 +606,7 @@ describe("hostile peers: floods, budgets, limits", () => {
     end.inject(encodeHeader(FrameType.WindowUpdate, Flag.SYN, 1, 0));
     // 16 MiB announced (within the largest window the session could grant, not within this stream's); no body follows.
     end.inject(encodeHeader(FrameType.Data, 0, 1, 16 * 1024 * 1024));
-    const reason = await within(1000, session.closed, "the session to close on the header alone");
+    const reason = await within(session.closed, 1000, "the session to close on the header alone");
     assert.equal((reason as WslisError).code, "ERR_PROTOCOL");
     assert.match(reason.message, /window/);
   });
@@ -623,7 +615,7 @@ describe("hostile peers: floods, budgets, limits", () => {
     const [end] = memoryPair();
     const session = new Session(end, { role: "server", keepAliveInterval: 0 });
     end.inject(encodeHeader(FrameType.Data, Flag.SYN, 1, INITIAL_WINDOW + 1));
-    assert.equal(((await within(1000, session.closed)) as WslisError).code, "ERR_PROTOCOL");
+    assert.equal(((await within(session.closed, 1000)) as WslisError).code, "ERR_PROTOCOL");
   });
 
   test("tiny frames cannot pin whole messages: a queued stream keeps at most about its bytes", async () => {
@@ -649,8 +641,8 @@ describe("hostile peers: floods, budgets, limits", () => {
       for (;;) await server.accept();
     })().catch(() => {});
     const results = await within(
-      2000,
       Promise.allSettled(Array.from({ length: 1000 }, () => client.open())),
+      2000,
       "1,000 opens to settle",
     );
     const opened = results.filter((r) => r.status === "fulfilled").length;
@@ -667,7 +659,7 @@ describe("hostile peers: floods, budgets, limits", () => {
     const peer = await accepted;
     const reading = readAll(peer.readable);
     await assert.rejects(stream.writable.getWriter().write("text" as unknown as Uint8Array), TypeError);
-    await within(1000, assert.rejects(reading, hasCode("ERR_STREAM_RESET")), "the peer's read");
+    await within(assert.rejects(reading, hasCode("ERR_STREAM_RESET")), 1000, "the peer's read");
     client.close();
   });
 
@@ -733,14 +725,14 @@ describe("session states", () => {
     assert.equal(client.state, SessionState.GoingAway);
     client.close();
     assert.equal(client.state, SessionState.Closed);
-    await within(1000, server.closed);
+    await within(server.closed, 1000);
     assert.equal(server.state, SessionState.Closed);
     const goAways = framesWritten(clientEnd).filter((f) => f.type === FrameType.GoAway);
     assert.equal(goAways.length, 1, "one GoAway, from goAway(); close() did not send another");
 
     const lost = sessionPair();
     lost.clientEnd.fail(new Error("network down"));
-    await within(1000, lost.client.closed);
+    await within(lost.client.closed, 1000);
     assert.equal(lost.client.state, SessionState.Closed);
     assert.equal(framesWritten(lost.clientEnd).filter((f) => f.type === FrameType.GoAway).length, 0, "nothing said to a gone peer");
   });

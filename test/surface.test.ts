@@ -11,8 +11,8 @@ import type { Conn as BrowserConn, Listener as BrowserListener, SessionOptions a
 import * as browserEntry from "../src/index.js";
 import { dialAndListen, listen } from "../server-node/device.js";
 import type { Conn, Dialer, DeviceRegistry, Server, SessionOptions } from "../server-node/index.js";
-import { until, within } from "./helpers/memory.js";
 import { startServer } from "./helpers/net.js";
+import { until, within } from "./helpers/assert.js";
 
 const cleanup: (() => unknown)[] = [];
 after(async () => {
@@ -64,7 +64,7 @@ test("typed events fire as typed: the server's connect carries the dialer, the l
   await until(() => connected.length === 1, 2000, "connect event");
   assert.deepEqual(connected, ["typed"]);
   server.devices.get("typed")!.close();
-  await within(2000, listener.closed);
+  await within(listener.closed, 2000);
   assert.deepEqual(errors, ["ERR_CONNECTION_LOST"]);
 });
 
@@ -91,8 +91,8 @@ test("a Conn has its contract's members and nothing else, on both sides", async 
   cleanup.push(() => server.close());
   const listener = await dialAndListen(url, { reconnect: false });
   cleanup.push(() => listener.close());
-  const serverConn = await within(2000, dialed);
-  const deviceConn = await within(2000, listener.accept());
+  const serverConn = await within(dialed, 2000);
+  const deviceConn = await within(listener.accept(), 2000);
   for (const conn of [serverConn, deviceConn]) {
     const names = new Set<string>();
     for (let o: object | null = conn; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {

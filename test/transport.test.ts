@@ -10,9 +10,10 @@ import { MAX_MESSAGE_FRAMES, Outbox, type MessageSink } from "../src/yamux/outbo
 import { BufferPool } from "../src/yamux/pool.js";
 import { FakeClock } from "./helpers/clock.js";
 import { decodeFrames } from "./helpers/frames.js";
-import { randomBytes, readAll, within } from "./helpers/memory.js";
+import { randomBytes, readAll } from "./helpers/memory.js";
 import { startServer } from "./helpers/net.js";
 import { dialAndListen } from "../server-node/device.js";
+import { within } from "./helpers/assert.js";
 
 /**
  * A transport stand-in that "writes" a message only when the test says so: its bytes are captured at
@@ -362,7 +363,7 @@ test("over real ws: a server with maxStreamWindow 256 KiB and a Node device writ
         void writer.write(randomBytes(size, conn.streamID)).then(() => writer.close(), () => {});
       }
     })();
-    const got = await within(20_000, done.promise, "four 4 MiB streams");
+    const got = await within(done.promise, 20_000, "four 4 MiB streams");
     for (const [i, bytes] of got.entries()) {
       assert.equal(Buffer.compare(bytes, randomBytes(size, 2 * i + 1)), 0, `stream ${2 * i + 1} carried its bytes`);
     }

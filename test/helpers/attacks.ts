@@ -8,8 +8,9 @@
  */
 
 import assert from "node:assert/strict";
-import { F, GoAway, HostilePeer, T, bounded, goAway, headers, hostileDevice, hostileServer, ping, type HeaderAt } from "./hostile.js";
+import { F, GoAway, HostilePeer, T, goAway, headers, hostileDevice, hostileServer, ping, type HeaderAt } from "./hostile.js";
 import type { Stats, Target, TargetEvent } from "./target.js";
+import { within } from "./assert.js";
 
 /**
  * The error code a session closed for abuse (too many frames in one message, a control-reply budget
@@ -111,7 +112,7 @@ export async function runAgainstDevice(
   timeoutMs: number,
 ): Promise<Result> {
   // The device redials after each attack (default reconnect): take its newest connection.
-  const peer = await bounded(server.next(), 40_000, "the device dialing the hostile server");
+  const peer = await within(server.next(), 40_000, "the device dialing the hostile server");
   const from = target.events.length;
   await target.reset();
   return finish(target, attack, peer, from, timeoutMs, async () => {
@@ -142,7 +143,7 @@ async function finish(
       if (peer.isClosed || Date.now() > deadline) break;
       frames += Math.floor(message.length / 12);
       messages++;
-      await bounded(Promise.race([peer.send(message), peer.closed]), timeoutMs, `${attack.name}: sending`);
+      await within(Promise.race([peer.send(message), peer.closed]), timeoutMs, `${attack.name}: sending`);
     }
     if (id !== "device" && !peer.isClosed) await peer.send(goAway(GoAway.Normal));
     let late: string | undefined;
@@ -155,7 +156,7 @@ async function finish(
     peer.resumeReading();
     if (!peer.isClosed) {
       await peer.send(ping(MARKER + 1));
-      await bounded(
+      await within(
         Promise.race([peer.closed, peer.reader.next((f) => f.type === T.Ping && (f.flags & F.ACK) !== 0 && f.length === MARKER + 1)]),
         timeoutMs,
         `${attack.name}: the target answering a ping after the flood`,

@@ -6,8 +6,9 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { ABUSIVE_CODE } from "./attacks.js";
-import { F, GoAway, T, bounded, frame, hostileDevice } from "./hostile.js";
+import { F, GoAway, T, frame, hostileDevice } from "./hostile.js";
 import type { Target, TargetEvent } from "./target.js";
+import { within } from "./assert.js";
 
 /** Stream IDs worth hitting: 0, the server's stream 1 (opened to every hostile device), near ones, any. */
 const streamID = fc.oneof(
@@ -130,7 +131,7 @@ export async function runCase(target: Target, messages: Uint8Array[]): Promise<C
       10_000,
       "the server ending the fuzzing device's session",
     );
-    await bounded(peer.closed, 10_000, "the fuzzing device's WebSocket closing");
+    await within(peer.closed, 10_000, "the fuzzing device's WebSocket closing");
     const events = target.events.slice(from);
     return { goAwayCodes: [...peer.reader.goAwayCodes], closed, faults: events.filter((e) => e.event === "uncaught" || (e.event === "logged" && e.level === "error")) };
   } finally {

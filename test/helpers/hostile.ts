@@ -236,18 +236,3 @@ export async function hostileServer(): Promise<{ url: string; next(): Promise<Ho
       }),
   };
 }
-
-/** Settles like `promise`, or rejects naming `what` after `ms`. */
-export async function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}

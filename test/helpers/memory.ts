@@ -7,6 +7,7 @@
  */
 
 import { Session, type SessionInit, type Transport, type TransportSink } from "../../src/yamux/session.js";
+import { concat } from "../../src/http/reader.js";
 import { splitFrames } from "./frames.js";
 
 export interface MemoryPairOptions {
@@ -189,18 +190,8 @@ export function seeded(seed: number): () => number {
 /** Reads a stream to the end and returns all its bytes. */
 export async function readAll(readable: ReadableStream<Uint8Array>): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
-  let length = 0;
-  for await (const chunk of readable) {
-    chunks.push(chunk);
-    length += chunk.length;
-  }
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
+  for await (const chunk of readable) chunks.push(chunk);
+  return concat(...chunks);
 }
 
 /** Pseudo-random bytes, reproducible from a seed. */
@@ -209,24 +200,4 @@ export function randomBytes(length: number, seed = 1): Uint8Array {
   const out = new Uint8Array(length);
   for (let i = 0; i < length; i++) out[i] = (random() * 256) | 0;
   return out;
-}
-
-/** Rejects if `promise` does not settle within `ms`. */
-export function within<T>(ms: number, promise: Promise<T>, what = "operation"): Promise<T> {
-  let timer: ReturnType<typeof setTimeout>;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms);
-    }),
-  ]);
-}
-
-/** Waits for `predicate` to hold, polling every 5 ms, for at most `ms`. */
-export async function until(predicate: () => boolean, ms = 2000, what = "condition"): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`${what} did not hold within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }

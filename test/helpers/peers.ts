@@ -16,6 +16,7 @@ import { createInterface } from "node:readline";
 import type { Duplex } from "node:stream";
 import { HEADER_SIZE } from "../../src/yamux/frame.js";
 import type { Transport } from "../../src/yamux/session.js";
+import { within } from "./assert.js";
 import { splitFrames } from "./frames.js";
 import type { Conn } from "../../src/yamux/stream.js";
 
@@ -29,29 +30,12 @@ const SETUP_HINT =
   "Run `npm run setup`, or install them: sudo apt-get install golang-go golang-github-hashicorp-yamux-dev " +
   "golang-github-gorilla-websocket-dev";
 
-/** Settles like `promise`, or rejects with an error naming `what` when it has not settled within `ms` milliseconds. */
-export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 // Hashing.
 
 /** How many bytes went by, and their SHA-256 in hex. */
 export interface Digest {
   bytes: number;
   sha256: string;
-}
-
-export function sha256Hex(data: Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
 }
 
 /** Reads `readable` to its end and digests it. */
