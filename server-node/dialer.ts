@@ -3,7 +3,8 @@
  */
 
 import type { Agent as HttpAgent, IncomingMessage } from "node:http";
-import { SessionClosedError, TimeoutError, abortReason } from "../src/errors.js";
+import { withTimeout } from "../src/deadline.js";
+import { SessionClosedError } from "../src/errors.js";
 import type { Session } from "../src/yamux/session.js";
 import type { Conn } from "../src/yamux/stream.js";
 import { DeviceHttp, type DeviceHttpOptions, type FetchInit } from "./http.js";
@@ -139,25 +140,5 @@ export class DeviceDialer implements Dialer {
   /** Disconnects the device (GoAway, then the WebSocket closes). Pending operations fail with `reason`. */
   close(reason: Error = new SessionClosedError("ERR_SESSION_CLOSED", "the server closed this device's session")): void {
     this.session.close(reason);
-  }
-}
-
-/** Runs `fn` with a signal that aborts on `signal` or after `ms` (TimeoutError). */
-export async function withTimeout<T>(
-  what: string,
-  ms: number,
-  signal: AbortSignal | undefined,
-  fn: (signal: AbortSignal) => Promise<T>,
-): Promise<T> {
-  signal?.throwIfAborted();
-  const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(new TimeoutError(what, ms)), ms);
-  const onAbort = () => controller.abort(abortReason(signal!));
-  signal?.addEventListener("abort", onAbort, { once: true });
-  try {
-    return await fn(controller.signal);
-  } finally {
-    clearTimeout(timer);
-    signal?.removeEventListener("abort", onAbort);
   }
 }

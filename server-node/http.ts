@@ -28,6 +28,7 @@ import {
   type ResponseHead,
 } from "../src/http/head.js";
 import { ByteReader, concat } from "../src/http/reader.js";
+import { integerOption, msOption } from "../src/options.js";
 import type { Session } from "../src/yamux/session.js";
 import type { Conn } from "../src/yamux/stream.js";
 
@@ -94,14 +95,12 @@ export class DeviceHttp {
   constructor(dialer: StreamDialer, options: DeviceHttpOptions = {}) {
     this.#dialer = dialer;
     const maxHeadSize = options.maxHeadSize ?? 65_536;
-    if (!Number.isInteger(maxHeadSize) || maxHeadSize < 64) throw new RangeError("wslis: maxHeadSize must be an integer of at least 64 bytes");
-    if (options.connections !== undefined && !(Number.isInteger(options.connections) && options.connections > 0)) {
-      throw new RangeError("wslis: connections must be a positive integer");
-    }
+    integerOption("maxHeadSize", maxHeadSize, 64);
+    if (options.connections !== undefined) integerOption("connections", options.connections);
     this.#settings = {
-      timeout: nonNegative("timeout", options.timeout ?? 30_000),
-      bodyTimeout: nonNegative("bodyTimeout", options.bodyTimeout ?? 30_000),
-      keepAliveTimeout: nonNegative("keepAliveTimeout", options.keepAliveTimeout ?? 10_000),
+      timeout: msOption("timeout", options.timeout ?? 30_000, 0),
+      bodyTimeout: msOption("bodyTimeout", options.bodyTimeout ?? 30_000, 0),
+      keepAliveTimeout: msOption("keepAliveTimeout", options.keepAliveTimeout ?? 10_000, 0),
       connections: options.connections ?? Infinity,
       maxHeadSize,
     };
@@ -129,8 +128,8 @@ export class DeviceHttp {
     let timeout: number;
     let bodyTimeout: number;
     try {
-      timeout = init.timeout === undefined ? this.#settings.timeout : nonNegative("timeout", init.timeout);
-      bodyTimeout = init.bodyTimeout === undefined ? this.#settings.bodyTimeout : nonNegative("bodyTimeout", init.bodyTimeout);
+      timeout = init.timeout === undefined ? this.#settings.timeout : msOption("timeout", init.timeout, 0);
+      bodyTimeout = init.bodyTimeout === undefined ? this.#settings.bodyTimeout : msOption("bodyTimeout", init.bodyTimeout, 0);
       request = outgoing(input, init);
     } catch (error) {
       return Promise.reject(error);
@@ -787,9 +786,4 @@ export class StreamSocket extends Duplex {
       this.#idleTimer.unref();
     }
   }
-}
-
-function nonNegative(name: string, value: number): number {
-  if (!Number.isFinite(value) || value < 0) throw new RangeError(`wslis: ${name} must be a non-negative number of ms`);
-  return value;
 }

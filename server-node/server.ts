@@ -12,7 +12,9 @@ import { createServer, type IncomingMessage, type Server as HttpServer, type Ser
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import WebSocket, { WebSocketServer } from "ws";
+import { withTimeout } from "../src/deadline.js";
 import { SessionClosedError } from "../src/errors.js";
+import { integerOption, msOption } from "../src/options.js";
 import { CloseCode, closeCodeFor, closeError } from "../src/close-codes.js";
 import { reasonPhrase } from "../src/http/head.js";
 import { webSocketTransport } from "../src/transport.js";
@@ -207,11 +209,10 @@ export class Server extends EventTarget {
     this.#handler = handler;
     this.#options = options;
     this.#logger = options.logger ?? console;
-    for (const name of ["maxDevices", "drainTimeout", "dialTimeout", "handshakeTimeout", "maxHeaderSize"] as const) {
-      const value = options[name];
-      if (value !== undefined && !(typeof value === "number" && value > 0)) {
-        throw new RangeError(`wslis: ${name} must be a positive number, not ${String(value)}`);
-      }
+    if (options.maxDevices !== undefined && options.maxDevices !== Infinity) integerOption("maxDevices", options.maxDevices);
+    if (options.maxHeaderSize !== undefined) integerOption("maxHeaderSize", options.maxHeaderSize);
+    for (const name of ["drainTimeout", "dialTimeout", "handshakeTimeout"] as const) {
+      if (options[name] !== undefined) msOption(name, options[name]);
     }
     const parts = createFleet(this.devices, options.cluster, {
       logger: this.#logger,
@@ -505,13 +506,9 @@ export class Server extends EventTarget {
     await this.#directory.drain().catch((error: unknown) => this.#logger.warn("wslis: leaving the cluster directory failed", error));
     const dialers = [...this.#dialers];
     for (const dialer of dialers) dialer.session.goAway();
-    const drainTimeout = this.#options.drainTimeout ?? 10_000;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      Promise.all(dialers.map((d) => d.session.idle())),
-      new Promise((resolve) => (timer = setTimeout(resolve, drainTimeout))),
-    ]);
-    clearTimeout(timer);
+    const idle = Promise.all(dialers.map((d) => d.session.idle()));
+    // Past drainTimeout (a TimeoutError) the sessions close all the same.
+    await withTimeout("drain", this.#options.drainTimeout ?? 10_000, undefined, () => idle).catch(() => {});
     const reason = new SessionClosedError("ERR_SERVER_SHUTDOWN", "the server is shutting down");
     for (const dialer of this.#dialers) dialer.close(reason);
     await Promise.all(dialers.map((d) => d.closed));

@@ -9,11 +9,12 @@ import {
   ListenerClosedError,
   RemoteGoAwayError,
   SessionClosedError,
-  TimeoutError,
   WslisError,
   abortReason,
 } from "./errors.js";
 import { CloseCode, closeCodeFor, closeError } from "./close-codes.js";
+import { deadline } from "./deadline.js";
+import { msOption, numberOption } from "./options.js";
 import {
   webSocketTransport,
   type WebSocketConstructor,
@@ -25,6 +26,7 @@ import { maxIncomingMessageBytes } from "./yamux/outbox.js";
 import type { TypedEventTarget } from "./events.js";
 import { Session, sessionSettings, type SessionOptions, type Transport } from "./yamux/session.js";
 import type { Conn } from "./yamux/stream.js";
+import { enqueue, rejectAll, type Waiter } from "./waiters.js";
 
 export type { Conn };
 
@@ -189,7 +191,7 @@ class DeviceListener extends EventTarget implements Listener {
   #session: Session | undefined;
   /** Aborted when the current session is lost, so accept() moves on to the next one. */
   #sessionLost = new AbortController();
-  #sessionWaiters: { resolve: (s: Session) => void; reject: (e: Error) => void }[] = [];
+  readonly #sessionWaiters: Waiter<Session>[] = [];
   #closeReason: Error | undefined;
   #resolveClosed!: (reason: Error) => void;
   #attempt = 0;
@@ -205,7 +207,7 @@ class DeviceListener extends EventTarget implements Listener {
     this.#options = options;
     this.#platform = platform;
     this.#reconnect = reconnectOptions(options.reconnect);
-    validateTimeout("handshakeTimeout", options.handshakeTimeout);
+    if (options.handshakeTimeout !== undefined) msOption("handshakeTimeout", options.handshakeTimeout);
     sessionSettings({ ...options.session, role: "server" });
     if (options.headers !== undefined && !platform.canSendHeaders) {
       throw new TypeError(`wslis: the headers option is not supported here: ${browserPlatformHint}`);
@@ -241,7 +243,7 @@ class DeviceListener extends EventTarget implements Listener {
     for (;;) {
       signal?.throwIfAborted();
       if (this.#closeReason) throw new ListenerClosedError({ cause: this.#closeReason });
-      const session = this.#session ?? (await this.#nextSession(signal));
+      const session = this.#session ?? (await enqueue(this.#sessionWaiters, signal));
       const lost = this.#sessionLost.signal;
       try {
         return await session.accept({ signal: signal ? AbortSignal.any([signal, lost]) : lost });
@@ -439,27 +441,6 @@ class DeviceListener extends EventTarget implements Listener {
 
   #wakeRetry: (() => void) | undefined;
 
-  #nextSession(signal: AbortSignal | undefined): Promise<Session> {
-    return new Promise((resolve, reject) => {
-      const onAbort = () => {
-        this.#sessionWaiters = this.#sessionWaiters.filter((w) => w !== waiter);
-        reject(abortReason(signal!));
-      };
-      const waiter = {
-        resolve: (s: Session) => {
-          signal?.removeEventListener("abort", onAbort);
-          resolve(s);
-        },
-        reject: (e: Error) => {
-          signal?.removeEventListener("abort", onAbort);
-          reject(e);
-        },
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.#sessionWaiters.push(waiter);
-    });
-  }
-
   #shutdown(reason: Error): void {
     if (this.#closeReason) return;
     this.#closeReason = reason;
@@ -468,8 +449,7 @@ class DeviceListener extends EventTarget implements Listener {
     this.#wakeRetry?.();
     this.#dialing?.abort(reason);
     this.#lockRequest?.abort(reason);
-    const closedError = new ListenerClosedError({ cause: reason });
-    for (const waiter of this.#sessionWaiters.splice(0)) waiter.reject(closedError);
+    rejectAll(this.#sessionWaiters, new ListenerClosedError({ cause: reason }));
     const session = this.#session;
     this.#session = undefined;
     session?.close(reason instanceof SessionClosedError ? reason : undefined);
@@ -520,8 +500,7 @@ function openWebSocket(
     const maxPayload = maxIncomingMessageBytes(sessionSettings({ ...options.session, role: "server" }).maxStreamWindow);
     const ws = platform.open(Ctor, url, protocols, headers, (status) => fail(refusal(url, status)), { maxPayload });
     let tick: unknown;
-    const timer = clock.setTimeout(() => fail(new TimeoutError(`WebSocket handshake with ${redact(url)}`, timeout)), timeout);
-    const onAbort = () => fail(abortReason(signal));
+    const cancel = deadline(`WebSocket handshake with ${redact(url)}`, timeout, signal, fail, clock);
     const onOpen = () => {
       cleanup();
       resolve(
@@ -543,9 +522,8 @@ function openWebSocket(
       } else fail(refusal(url, undefined, event.code));
     };
     function cleanup() {
-      clock.clearTimeout(timer);
+      cancel();
       clock.clearTimeout(tick);
-      signal.removeEventListener("abort", onAbort);
       ws.removeEventListener("open", onOpen);
       ws.removeEventListener("error", onError);
       ws.removeEventListener("close", onClose);
@@ -564,7 +542,6 @@ function openWebSocket(
       }
       reject(error);
     }
-    signal.addEventListener("abort", onAbort, { once: true });
     ws.addEventListener("open", onOpen);
     ws.addEventListener("error", onError);
     ws.addEventListener("close", onClose);
@@ -619,17 +596,6 @@ function reconnectOptions(option: boolean | ReconnectOptions | undefined): Requi
     maxRetries: o.maxRetries ?? Infinity,
     stableAfter: o.stableAfter ?? 10_000,
   };
-  for (const [key, value] of Object.entries(policy)) {
-    if (typeof value !== "number" || Number.isNaN(value) || value < 0) {
-      throw new RangeError(`wslis: reconnect.${key} must be a non-negative number`);
-    }
-  }
-  if (policy.multiplier < 1) throw new RangeError("wslis: reconnect.multiplier must be at least 1");
+  for (const [key, value] of Object.entries(policy)) numberOption(`reconnect.${key}`, value, key === "multiplier" ? 1 : 0);
   return policy;
-}
-
-function validateTimeout(name: string, value: number | undefined): void {
-  if (value !== undefined && (!Number.isFinite(value) || value <= 0)) {
-    throw new RangeError(`wslis: ${name} must be a positive number of ms`);
-  }
 }

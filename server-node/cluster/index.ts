@@ -4,6 +4,7 @@
  */
 
 import type { Redis } from "ioredis";
+import { msOption } from "../../src/options.js";
 import type { DeviceRegistry, ServerLogger } from "../server.js";
 import { MemoryDirectory, type Directory } from "./directory.js";
 import { NodeEndpoint } from "./endpoint.js";
@@ -67,7 +68,7 @@ export function createFleet(
     throw new TypeError(`wslis: cluster.advertise must be an http(s) URL, not ${JSON.stringify(advertise)}`);
   }
   if (typeof secret !== "string" || secret.length < 16) throw new TypeError("wslis: cluster.secret must be a string of 16 characters or more");
-  if (!(typeof ttl === "number" && Number.isFinite(ttl) && ttl >= 300)) throw new RangeError(`wslis: cluster.ttl must be at least 300 ms, not ${String(ttl)}`);
+  msOption("cluster.ttl", ttl, 300);
   if (typeof nodeId !== "string" || !/^[\w.:-]{1,128}$/.test(nodeId)) {
     throw new TypeError(`wslis: cluster.nodeId must be 1-128 letters, digits, '_', '.', ':' or '-', not ${JSON.stringify(nodeId)}`);
   }

@@ -11,7 +11,9 @@ import { connect as netConnect } from "node:net";
 import { Readable } from "node:stream";
 import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
 import { Agent } from "undici";
-import { ClusterUnavailableError, TimeoutError, abortReason } from "../../src/errors.js";
+import { deadline } from "../../src/deadline.js";
+import { ClusterUnavailableError, abortReason } from "../../src/errors.js";
+import { msOption } from "../../src/options.js";
 import type { DialOptions } from "../dialer.js";
 import type { FetchInit } from "../http.js";
 import type { Placement } from "./directory.js";
@@ -49,7 +51,7 @@ export class PeerClient implements Peers {
 
   async fetch(placement: Placement, input: string | URL | Request, init: FetchInit = {}): Promise<Response> {
     const { timeout = this.#options.fetchTimeout, signal, ...rest } = init;
-    if (!(Number.isFinite(timeout) && timeout >= 0)) throw new RangeError(`wslis: timeout must be a non-negative number, not ${String(timeout)}`);
+    msOption("timeout", timeout, 0);
     const callerSignal = signal ?? (input instanceof Request ? input.signal : undefined);
     callerSignal?.throwIfAborted();
     // The standard Request parses and checks the input as a local fetch would.
@@ -63,9 +65,10 @@ export class PeerClient implements Peers {
       timeout,
       body: request.body !== null,
     };
-    const deadline = new AbortController();
-    const timer = timeout > 0 ? setTimeout(() => deadline.abort(new TimeoutError("fetch", timeout)), timeout) : undefined;
-    const signals = [deadline.signal, ...(callerSignal ? [callerSignal] : [])];
+    // Until the response head: the caller's signal goes on bounding the body, the timeout does not.
+    const timedOut = new AbortController();
+    const cancel = timeout > 0 ? deadline("fetch", timeout, undefined, (error) => timedOut.abort(error)) : () => {};
+    const signals = [timedOut.signal, ...(callerSignal ? [callerSignal] : [])];
     const combined = AbortSignal.any(signals);
     const body = requestBody(encodeHead(head), request.body);
     try {
@@ -106,7 +109,7 @@ export class PeerClient implements Peers {
         headers,
       });
     } finally {
-      clearTimeout(timer);
+      cancel();
     }
   }
 
@@ -123,8 +126,7 @@ export class PeerClient implements Peers {
       const finish = (error: Error | undefined, conn?: FleetConn) => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
+        cancel();
         if (error) {
           req.destroy();
           reject(error);
@@ -148,9 +150,7 @@ export class PeerClient implements Peers {
         createConnection: () =>
           secure ? tlsConnect({ host, port, servername: host, allowHalfOpen: true } as ConnectionOptions) : netConnect({ host, port, allowHalfOpen: true }),
       });
-      const timer = setTimeout(() => finish(new TimeoutError("dial", timeout)), timeout);
-      const onAbort = () => finish(abortReason(signal!));
-      signal?.addEventListener("abort", onAbort, { once: true });
+      const cancel = deadline("dial", timeout, signal, finish);
       req.on("upgrade", (res: IncomingMessage, socket, head: Buffer) => {
         const streamID = Number(res.headers["x-wslis-stream-id"] ?? 0);
         if (settled) return void socket.destroy();

@@ -11,6 +11,7 @@
  */
 
 import { ListenerClosedError, ProtocolError, SessionClosedError } from "../errors.js";
+import { integerOption } from "../options.js";
 import type { Conn } from "../yamux/stream.js";
 import { BodySource } from "./body.js";
 import {
@@ -99,10 +100,8 @@ function validate(handler: HttpHandler, options: ServeHttpOptions): Settings {
   if (typeof handler !== "function") throw new TypeError("wslis: the HTTP handler must be a function");
   const maxHeadSize = options.maxHeadSize ?? 65_536;
   const maxBodySize = options.maxBodySize ?? Infinity;
-  if (!Number.isInteger(maxHeadSize) || maxHeadSize < 64) throw new RangeError("wslis: maxHeadSize must be an integer of at least 64 bytes");
-  if (!(maxBodySize === Infinity || (Number.isInteger(maxBodySize) && maxBodySize >= 0))) {
-    throw new RangeError("wslis: maxBodySize must be a non-negative integer or Infinity");
-  }
+  integerOption("maxHeadSize", maxHeadSize, 64);
+  if (maxBodySize !== Infinity) integerOption("maxBodySize", maxBodySize, 0);
   return { maxHeadSize, maxBodySize, onError: options.onError ?? reportToConsole, signal: options.signal };
 }
 

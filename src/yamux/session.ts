@@ -14,8 +14,10 @@ import {
   StreamLimitError,
   TimeoutError,
   WslisError,
-  abortReason,
 } from "../errors.js";
+import { deadline } from "../deadline.js";
+import { integerOption } from "../options.js";
+import { enqueue, rejectAll, resolveAll, type Waiter } from "../waiters.js";
 import { systemClock, type Clock } from "./clock.js";
 import { Decoder } from "./decode.js";
 import {
@@ -149,11 +151,6 @@ export const SessionState = {
 } as const;
 export type SessionState = (typeof SessionState)[keyof typeof SessionState];
 
-interface Waiter<T> {
-  resolve(value: T): void;
-  reject(error: Error): void;
-}
-
 interface PendingPing extends Waiter<number> {
   start: number;
 }
@@ -253,7 +250,7 @@ export class Session extends EventTarget {
       defer: timers.defer ? (fn) => timers.defer!(fn) : (fn) => queueMicrotask(fn),
       maxPendingReplies: settings.maxPendingReplies,
       maxFrameSize: settings.maxFrameSize,
-      onDrain: () => settleAll(this.#drainWaiters),
+      onDrain: () => resolveAll(this.#drainWaiters),
     });
     transport.start({
       data: (chunk) => this.#receive(chunk),
@@ -303,7 +300,7 @@ export class Session extends EventTarget {
         this.#assertCanOpen();
         signal?.throwIfAborted();
         if (this.#unackedOpens < this.#maxUnackedOpens) break;
-        await this.#wait(this.#openWaiters, signal);
+        await enqueue(this.#openWaiters, signal);
         woken = true;
       }
       if (this.#nextStreamID > MAX_STREAM_ID) {
@@ -335,7 +332,7 @@ export class Session extends EventTarget {
     if (stream !== undefined) return stream;
     if (this.#closeReason) throw this.#closeReason;
     options.signal?.throwIfAborted();
-    return this.#wait(this.#acceptWaiters, options.signal);
+    return enqueue(this.#acceptWaiters, options.signal);
   }
 
   /** Sends a ping and resolves with the round-trip time in ms. Rejects with `ERR_TIMEOUT` after `timeout`. */
@@ -345,16 +342,13 @@ export class Session extends EventTarget {
     signal?.throwIfAborted();
     const id = this.#pingID();
     return new Promise<number>((resolve, reject) => {
-      const timer = this.#timers.setTimeout(() => done(new TimeoutError("ping", timeout)), timeout);
-      const onAbort = () => done(abortReason(signal!));
       const done = (error: Error | undefined, rtt?: number) => {
-        this.#timers.clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
+        cancel();
         this.#pings.delete(id);
         if (error) reject(error);
         else resolve(rtt!);
       };
-      signal?.addEventListener("abort", onAbort, { once: true });
+      const cancel = deadline("ping", timeout, signal, done, this.#timers);
       this.#pings.set(id, {
         start: this.#timers.now(),
         resolve: (rtt) => done(undefined, rtt),
@@ -610,28 +604,6 @@ export class Session extends EventTarget {
     if (this.#remoteGoAway) throw new RemoteGoAwayError();
   }
 
-  #wait<T>(waiters: Waiter<T>[], signal: AbortSignal | undefined): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const waiter: Waiter<T> = {
-        resolve: (value) => {
-          signal?.removeEventListener("abort", onAbort);
-          resolve(value);
-        },
-        reject: (error) => {
-          signal?.removeEventListener("abort", onAbort);
-          reject(error);
-        },
-      };
-      const onAbort = () => {
-        const index = waiters.indexOf(waiter);
-        if (index >= 0) waiters.splice(index, 1);
-        reject(abortReason(signal!));
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
-      waiters.push(waiter);
-    });
-  }
-
   #scheduleKeepAlive(): void {
     if (this.#keepAliveInterval === 0 || this.#closeReason) return;
     this.#keepAliveTimer = this.#timers.setTimeout(() => {
@@ -664,15 +636,15 @@ export function sessionSettings(options: SessionInit) {
   if (firstStreamID % 2 !== (role === "client" ? 1 : 0)) {
     throw new RangeError(`wslis: a ${role} opens ${role === "client" ? "odd" : "even"} stream IDs`);
   }
-  const maxFrameSize = positiveInteger("maxFrameSize", options.maxFrameSize ?? MAX_MESSAGE_BYTES - HEADER_SIZE);
+  const maxFrameSize = integerOption("maxFrameSize", options.maxFrameSize ?? MAX_MESSAGE_BYTES - HEADER_SIZE);
   if (maxFrameSize > MAX_MESSAGE_BYTES - HEADER_SIZE) {
     throw new RangeError(`wslis: maxFrameSize must be at most ${MAX_MESSAGE_BYTES - HEADER_SIZE} bytes (a frame fits one message)`);
   }
-  const streamWindow = positiveInteger("streamWindow", options.streamWindow ?? INITIAL_WINDOW);
+  const streamWindow = integerOption("streamWindow", options.streamWindow ?? INITIAL_WINDOW);
   if (streamWindow < INITIAL_WINDOW || streamWindow > MAX_STREAM_ID) {
     throw new RangeError(`wslis: streamWindow must be between ${INITIAL_WINDOW} and ${MAX_STREAM_ID} bytes`);
   }
-  const maxStreamWindow = positiveInteger("maxStreamWindow", options.maxStreamWindow ?? Math.max(16 * 1024 * 1024, streamWindow));
+  const maxStreamWindow = integerOption("maxStreamWindow", options.maxStreamWindow ?? Math.max(16 * 1024 * 1024, streamWindow));
   if (maxStreamWindow < streamWindow || maxStreamWindow > MAX_STREAM_ID) {
     throw new RangeError(`wslis: maxStreamWindow must be between streamWindow and ${MAX_STREAM_ID} bytes`);
   }
@@ -681,36 +653,14 @@ export function sessionSettings(options: SessionInit) {
     firstStreamID,
     streamWindow,
     maxStreamWindow,
-    acceptBacklog: nonNegativeInteger("acceptBacklog", options.acceptBacklog ?? 256),
-    maxUnackedOpens: positiveInteger("maxUnackedOpens", options.maxUnackedOpens ?? 256),
-    maxStreams: positiveInteger("maxStreams", options.maxStreams ?? 4096),
+    acceptBacklog: integerOption("acceptBacklog", options.acceptBacklog ?? 256, 0),
+    maxUnackedOpens: integerOption("maxUnackedOpens", options.maxUnackedOpens ?? 256),
+    maxStreams: integerOption("maxStreams", options.maxStreams ?? 4096),
     maxFrameSize,
-    maxFramesPerMessage: positiveInteger("maxFramesPerMessage", options.maxFramesPerMessage ?? MAX_MESSAGE_FRAMES),
-    maxPendingReplies: positiveInteger("maxPendingReplies", options.maxPendingReplies ?? 1024),
-    keepAliveInterval: nonNegativeInteger("keepAliveInterval", options.keepAliveInterval ?? 30_000),
-    keepAliveTimeout: positiveInteger("keepAliveTimeout", options.keepAliveTimeout ?? 10_000),
-    streamCloseTimeout: nonNegativeInteger("streamCloseTimeout", options.streamCloseTimeout ?? 300_000),
+    maxFramesPerMessage: integerOption("maxFramesPerMessage", options.maxFramesPerMessage ?? MAX_MESSAGE_FRAMES),
+    maxPendingReplies: integerOption("maxPendingReplies", options.maxPendingReplies ?? 1024),
+    keepAliveInterval: integerOption("keepAliveInterval", options.keepAliveInterval ?? 30_000, 0),
+    keepAliveTimeout: integerOption("keepAliveTimeout", options.keepAliveTimeout ?? 10_000),
+    streamCloseTimeout: integerOption("streamCloseTimeout", options.streamCloseTimeout ?? 300_000, 0),
   };
-}
-
-function settleAll(waiters: Waiter<void>[]): void {
-  for (const waiter of waiters.splice(0)) waiter.resolve();
-}
-
-function rejectAll<T>(waiters: Waiter<T>[], error: Error): void {
-  for (const waiter of waiters.splice(0)) waiter.reject(error);
-}
-
-function positiveInteger(name: string, value: number): number {
-  if (!Number.isInteger(value) || value <= 0) {
-    throw new RangeError(`wslis: ${name} must be a positive integer, not ${String(value)}`);
-  }
-  return value;
-}
-
-function nonNegativeInteger(name: string, value: number): number {
-  if (!Number.isInteger(value) || value < 0) {
-    throw new RangeError(`wslis: ${name} must be a non-negative integer, not ${String(value)}`);
-  }
-  return value;
 }
