@@ -5,6 +5,7 @@
 import type { Agent as HttpAgent, IncomingMessage } from "node:http";
 import { withTimeout } from "../src/deadline.js";
 import { SessionClosedError } from "../src/errors.js";
+import type { Clock } from "../src/yamux/clock.js";
 import type { Session } from "../src/yamux/session.js";
 import type { Conn } from "../src/yamux/stream.js";
 import { DeviceHttp, type DeviceHttpOptions, type FetchInit } from "./http.js";
@@ -75,6 +76,7 @@ export class DeviceDialer implements Dialer {
   /** Resolves with the reason once the device is gone (closed, lost, replaced, shut down). Never rejects. */
   readonly closed: Promise<Error>;
   readonly #dialTimeout: number;
+  readonly #clock: Clock | undefined;
   readonly #httpOptions: DeviceHttpOptions;
 
   constructor(
@@ -82,13 +84,14 @@ export class DeviceDialer implements Dialer {
     request: IncomingMessage,
     id: string,
     protocol: string,
-    options: { dialTimeout: number; http?: DeviceHttpOptions; auth?: unknown },
+    options: { dialTimeout: number; http?: DeviceHttpOptions; auth?: unknown; clock?: Clock },
   ) {
     this.session = session;
     this.auth = options.auth;
     this.id = id;
     this.protocol = protocol;
     this.#dialTimeout = options.dialTimeout;
+    this.#clock = options.clock;
     this.#httpOptions = options.http ?? {};
     this.header = new Headers();
     for (const [name, value] of Object.entries(request.headers)) {
@@ -107,9 +110,7 @@ export class DeviceDialer implements Dialer {
 
   /** Opens a stream to the device. Rejects at once if the device is gone or draining. */
   async dial(options: DialOptions = {}): Promise<Conn> {
-    return withTimeout("dial", options.timeout ?? this.#dialTimeout, options.signal, (signal) =>
-      this.session.open({ signal }),
-    );
+    return withTimeout("dial", options.timeout ?? this.#dialTimeout, options.signal, (signal) => this.session.open({ signal }), this.#clock);
   }
 
   #http: DeviceHttp | undefined;

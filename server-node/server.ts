@@ -21,6 +21,7 @@ import { webSocketTransport } from "../src/transport.js";
 import { maxIncomingMessageBytes } from "../src/yamux/outbox.js";
 import { Session, sessionSettings, type SessionOptions } from "../src/yamux/session.js";
 import { nodeClock, nodeTransportOptions } from "./node-transport.js";
+import type { Clock } from "../src/yamux/clock.js";
 import { DeviceDialer, type Dialer, type DialOptions } from "./dialer.js";
 import type { TypedEventTarget } from "../src/events.js";
 import type { DeviceRecord, Directory, FleetEvents } from "./cluster/directory.js";
@@ -187,6 +188,8 @@ export class Server extends EventTarget {
   readonly #peers: PeerClient | undefined;
   readonly #handler: Handler;
   readonly #options: ServerOptions;
+  /** Every timer of the server and its sessions: `session.timers` when given, else Node's. */
+  readonly #clock: Clock;
   readonly #logger: ServerLogger;
   readonly #wss: WebSocketServer;
   readonly #metrics = new Metrics();
@@ -208,6 +211,7 @@ export class Server extends EventTarget {
     if (typeof handler !== "function") throw new TypeError("wslis: the handler must be a function");
     this.#handler = handler;
     this.#options = options;
+    this.#clock = options.session?.timers ?? nodeClock;
     this.#logger = options.logger ?? console;
     if (options.maxDevices !== undefined && options.maxDevices !== Infinity) integerOption("maxDevices", options.maxDevices);
     if (options.maxHeaderSize !== undefined) integerOption("maxHeaderSize", options.maxHeaderSize);
@@ -357,7 +361,7 @@ export class Server extends EventTarget {
           } catch (error) {
             // A user callback (identify) threw: this device goes, the server stays.
             this.#logger.error("wslis: setting up a connected device failed; closing it", error);
-            ws.close(1011, "server error");
+            ws.close(CloseCode.InternalError, "server error");
           }
         });
         // handleUpgrade answers bad requests (wrong version, bad key) itself and never calls back.
@@ -370,19 +374,19 @@ export class Server extends EventTarget {
 
   #connected(ws: WebSocket, request: IncomingMessage, device: AuthorizedDevice | undefined): void {
     if (this.#closing) {
-      ws.close(1001, "server shutdown");
+      ws.close(CloseCode.GoingAway, "server shutdown");
       return;
     }
     const id = device ? device.id : this.#identify(request);
     const transport = webSocketTransport(ws, {
       ...nodeTransportOptions,
-      clock: this.#options.session?.timers ?? nodeClock,
+      clock: this.#clock,
       closeCode: closeCodeFor,
       closeError: (code, reason) => closeError(code, reason, "device"),
     });
     const session = new Session(this.#metrics.count(transport), {
-      timers: nodeClock,
       ...this.#options.session,
+      timers: this.#clock,
       role: "client",
       // The server never accepts streams a device opens: refuse each at once (RST), keep none.
       acceptBacklog: 0,
@@ -390,6 +394,7 @@ export class Server extends EventTarget {
     session.addEventListener("rtt", (event) => this.#metrics.rtt((event as CustomEvent<number>).detail));
     const dialer = new DeviceDialer(session, request, id, ws.protocol, {
       dialTimeout: this.#options.dialTimeout ?? 10_000,
+      clock: this.#clock,
       http: this.#options.http,
       auth: device?.data,
     });
@@ -508,7 +513,7 @@ export class Server extends EventTarget {
     for (const dialer of dialers) dialer.session.goAway();
     const idle = Promise.all(dialers.map((d) => d.session.idle()));
     // Past drainTimeout (a TimeoutError) the sessions close all the same.
-    await withTimeout("drain", this.#options.drainTimeout ?? 10_000, undefined, () => idle).catch(() => {});
+    await withTimeout("drain", this.#options.drainTimeout ?? 10_000, undefined, () => idle, this.#clock).catch(() => {});
     const reason = new SessionClosedError("ERR_SERVER_SHUTDOWN", "the server is shutting down");
     for (const dialer of this.#dialers) dialer.close(reason);
     await Promise.all(dialers.map((d) => d.closed));

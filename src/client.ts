@@ -518,7 +518,8 @@ function openWebSocket(
     };
     const onClose = (event: { code: number; reason: string }) => {
       if (event.code === CloseCode.Unauthorized || event.code === CloseCode.Forbidden) {
-        fail(new HandshakeError(`the server refused this device: ${event.reason || event.code}`, event.code - 4000));
+        const status = event.code === CloseCode.Unauthorized ? 401 : 403;
+        fail(new HandshakeError(`the server refused this device: ${event.reason || event.code}`, status));
       } else fail(refusal(url, undefined, event.code));
     };
     function cleanup() {

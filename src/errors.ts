@@ -2,8 +2,9 @@
  * Every error wslis throws or rejects with. Each has a stable `code` (documented in the README) and a
  * `name` equal to its class name; test them with `instanceof` or by `code`.
  *
- * Errors are thrown where they are detected (the codec, a stream, the session) and caught once, at the
- * transport edge, where a protocol error becomes a GoAway frame and a closed session.
+ * Errors are thrown where they are detected (the codec, a stream, the session) and caught once, where the
+ * session takes in the bytes its transport delivered (`Session`'s receive loop): there a protocol error
+ * becomes a GoAway frame and a closed session.
  */
 
 import { GoAwayCode } from "./yamux/frame.js";

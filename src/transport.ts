@@ -12,6 +12,7 @@
  * for it). Above the high watermark `send` returns false; `drain` fires below the low watermark.
  */
 
+import { CloseCode } from "./close-codes.js";
 import { SessionClosedError, type WslisError } from "./errors.js";
 import { systemClock, type Clock } from "./yamux/clock.js";
 import type { Transport, TransportSink } from "./yamux/session.js";
@@ -89,7 +90,7 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
     else {
       // yamux travels in binary messages only; a text (or Blob) message means a peer that is not one.
       finish(new SessionClosedError("ERR_CONNECTION_LOST", "received a non-binary WebSocket message"));
-      ws.close(1003, "binary messages only");
+      ws.close(CloseCode.UnsupportedData, "binary messages only");
       return;
     }
     if (sink) sink.data(chunk);
@@ -171,7 +172,7 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
     close(reason) {
       if (closed) return;
       finish(undefined);
-      ws.close(...(options.closeCode?.(reason) ?? [1000, ""]));
+      ws.close(...(options.closeCode?.(reason) ?? [CloseCode.Normal, ""]));
     },
   };
 }

@@ -4,6 +4,7 @@
  * Both answer the same calls, so `server.fetch`/`dial`/`lookup`/`fleet` read the same on one node or many.
  */
 
+import type { TypedEventTarget } from "../../src/events.js";
 import type { Dialer } from "../dialer.js";
 import type { DeviceRegistry } from "../server.js";
 
@@ -58,27 +59,8 @@ export interface FleetEventMap {
   replace: CustomEvent<FleetEventDetail>;
 }
 
-// EventTarget's own parameter types, spelled so that they exist under Node's types as well as the DOM
-// library's (Node's types do not declare AddEventListenerOptions and friends globally).
-type AnyListener = Parameters<EventTarget["addEventListener"]>[1];
-type AddOptions = Parameters<EventTarget["addEventListener"]>[2];
-type RemoveOptions = Parameters<EventTarget["removeEventListener"]>[2];
-
 /** An EventTarget whose events are those of {@link FleetEventMap}. */
-export interface FleetEvents extends EventTarget {
-  addEventListener<K extends keyof FleetEventMap>(
-    type: K,
-    listener: (event: FleetEventMap[K]) => void,
-    options?: AddOptions,
-  ): void;
-  addEventListener(type: string, listener: AnyListener, options?: AddOptions): void;
-  removeEventListener<K extends keyof FleetEventMap>(
-    type: K,
-    listener: (event: FleetEventMap[K]) => void,
-    options?: RemoveOptions,
-  ): void;
-  removeEventListener(type: string, listener: AnyListener, options?: RemoveOptions): void;
-}
+export interface FleetEvents extends TypedEventTarget<FleetEventMap> {}
 
 /** What the Server tells its directory, and asks it. */
 export interface Directory {
