@@ -344,23 +344,33 @@ function runtimeDropsHeaders(): boolean {
  * filters some: the handler still deserves to see them (Host, Cookie...). It is a real `Request` (body,
  * signal, `instanceof`), and `clone()` keeps the fields; `new Request(request)` copies only what the
  * runtime allows.
+ *
+ * The class is made on first use, not when this module loads: in Node, naming the global `Request` loads
+ * its fetch implementation (undici, megabytes of heap), and importing wslis must not do that. A Node
+ * device that loaded it at import ran 23 to 38 full (mark-compact) garbage collections per 6 × 64 MiB
+ * received instead of 1 to 6, and fell from 1× to 0.4–0.7× of raw ws in the two-process benchmark
+ * (issue 10; test/startup.test.ts keeps it out).
  */
-class ReceivedRequest extends Request {
-  readonly #headers: Headers;
+let receivedRequest: (new (url: string, init: RequestInit, headers: Headers) => Request) | undefined;
 
-  constructor(url: string, init: RequestInit, headers: Headers) {
-    super(url, init);
-    this.#headers = headers;
-  }
+function receivedRequestClass(): new (url: string, init: RequestInit, headers: Headers) => Request {
+  return (receivedRequest ??= class ReceivedRequest extends Request {
+    readonly #headers: Headers;
 
-  override get headers(): Headers {
-    return this.#headers;
-  }
+    constructor(url: string, init: RequestInit, headers: Headers) {
+      super(url, init);
+      this.#headers = headers;
+    }
 
-  override clone(): Request {
-    const copy = super.clone();
-    return new ReceivedRequest(copy.url, cloneInit(copy), new Headers(this.#headers));
-  }
+    override get headers(): Headers {
+      return this.#headers;
+    }
+
+    override clone(): Request {
+      const copy = super.clone();
+      return new ReceivedRequest(copy.url, cloneInit(copy), new Headers(this.#headers));
+    }
+  });
 }
 
 /** An init that rebuilds `request` (its body stream is moved, not copied: `request` is a fresh clone). */
@@ -387,7 +397,7 @@ function buildRequest(head: RequestHead, info: RequestInfo, body: BodySource, si
     ...(hasBody ? { body: body.stream(), duplex: "half" } : {}),
   } as RequestInit;
   try {
-    return runtimeDropsHeaders() ? new ReceivedRequest(info.url, init, new Headers(head.fields)) : new Request(info.url, init);
+    return runtimeDropsHeaders() ? new (receivedRequestClass())(info.url, init, new Headers(head.fields)) : new Request(info.url, init);
   } catch {
     throw new BadRequestError(400, "the request cannot be represented as a fetch Request");
   }
