@@ -7,8 +7,13 @@ import { readAll } from "./helpers/memory.js";
 import * as hostile from "./helpers/hostile.js";
 import { quiet, rawUpgrade, startServer } from "./helpers/net.js";
 import { hasCode, until, within } from "./helpers/assert.js";
+import { FakeClock } from "./helpers/clock.js";
 
 const text = (s: string) => new TextEncoder().encode(s);
+/** Lets `n` event-loop turns go by (no time passes on a fake clock). */
+const turns = async (n: number) => {
+  for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve));
+};
 
 const cleanup: (() => unknown)[] = [];
 after(async () => {
@@ -85,14 +90,17 @@ describe("authorization before the upgrade", () => {
     // The handshake itself succeeds (that is how the close code reaches a browser); the listener then
     // closes with the reason and makes no second attempt.
     let attempts = 0;
+    const clock = new FakeClock();
     const listener = await dialAndListen(url, {
       headers: { Origin: "http://kiosk.test" },
       params: () => (attempts++, {}),
       reconnect: { initialDelay: 10 },
+      session: { timers: clock },
     });
     const reason = await within(listener.closed, 2000);
     assert.ok(hasCode("ERR_UNAUTHORIZED")(reason), String(reason));
-    await new Promise((r) => setTimeout(r, 100));
+    clock.advance(60_000); // past every backoff delay
+    await turns(10);
     assert.equal(attempts, 1);
   });
 
@@ -181,16 +189,22 @@ describe("registry", () => {
         events.push(`${type}:${d.dialer.id}${d.reason ? `:${d.reason.code}` : ""}`);
       });
     }
-    // Both devices as a user runs them: default options, default reconnect.
-    const device = async () => {
-      const listener = await dialAndListen(url, { params: { deviceId: "kiosk-1" } });
+    // Both devices as a user runs them: default options, default reconnect (the first on a clock the test
+    // moves, counting its dials).
+    const clock = new FakeClock();
+    let firstDials = 0;
+    const device = async (first = false) => {
+      const listener = await dialAndListen(
+        url,
+        first ? { params: () => (firstDials++, { deviceId: "kiosk-1" }), session: { timers: clock } } : { params: { deviceId: "kiosk-1" } },
+      );
       cleanup.push(() => listener.close());
       void (async () => {
         for await (const conn of listener) void conn.readable.pipeTo(conn.writable).catch(() => {});
       })();
       return listener;
     };
-    const first = await device();
+    const first = await device(true);
     await until(() => server.devices.size === 1, 2000, "first device");
     const oldDialer = server.devices.get("kiosk-1")!;
     // A read in flight on the old session (the echo never ends: no FIN sent); its outcome is kept at once.
@@ -205,8 +219,10 @@ describe("registry", () => {
     // The replaced device learns why and does not fight back by redialing.
     const reason = await within(first.closed, 2000);
     assert.equal((reason as WslisError).code, "ERR_REPLACED");
-    // Longer than the default backoff's first delay (at most 500 ms): a redial would have happened by now.
-    await new Promise((r) => setTimeout(r, 1200));
+    // Past every delay of the default backoff (at most 30 s): a redial would have started by now.
+    clock.advance(60_000);
+    await turns(10);
+    assert.equal(firstDials, 1, "the replaced device did not redial");
     assert.deepEqual(events, ["connect:kiosk-1", "replace:kiosk-1", "disconnect:kiosk-1:ERR_REPLACED", "connect:kiosk-1"]);
     assert.equal(server.devices.get("kiosk-1"), newDialer);
     assert.equal(await roundTrip(newDialer, "still served"), "still served");

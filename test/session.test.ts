@@ -8,7 +8,8 @@ import { concat } from "../src/http/reader.js";
 import { Session, SessionState } from "../src/yamux/session.js";
 import { WindowTuner } from "../src/yamux/tuner.js";
 import type { Conn } from "../src/yamux/stream.js";
-import { memoryPair, randomBytes, readAll, seeded, sessionPair, type MemoryEnd } from "./helpers/memory.js";
+import { FakeClock } from "./helpers/clock.js";
+import { memoryPair, quiet, randomBytes, readAll, seeded, sessionPair, type MemoryEnd } from "./helpers/memory.js";
 import { hasCode, sha256Hex, until, within } from "./helpers/assert.js";
 
 const text = (s: string) => new TextEncoder().encode(s);
@@ -213,26 +214,26 @@ describe("session pair in memory", () => {
   });
 
   test("backlog overflow: SYNs beyond the accept backlog get RST", async () => {
-    const { client, server } = sessionPair({ acceptBacklog: 4 });
+    const { client, server, clientEnd, serverEnd } = sessionPair({ acceptBacklog: 4, timers: new FakeClock() });
     const streams = await Promise.all(Array.from({ length: 6 }, () => client.open()));
     // The refused ones are reset; the 4 in the backlog stay open (their `closed` does not settle).
-    const resets = await Promise.all(
-      streams.map((s) => Promise.race([s.closed.then(() => false, () => true), new Promise((r) => setTimeout(() => r(false), 200))])),
-    );
-    assert.deepEqual(resets, [false, false, false, false, true, true]);
+    const resets: (boolean | undefined)[] = streams.map(() => undefined);
+    streams.forEach((s, i) => s.closed.then(() => (resets[i] = false), () => (resets[i] = true)));
+    await quiet([clientEnd, serverEnd]);
+    assert.deepEqual(resets, [undefined, undefined, undefined, undefined, true, true]);
     for (let i = 0; i < 4; i++) assert.equal((await server.accept()).streamID, 2 * i + 1);
     client.close();
   });
 
   test("a reader that never reads: the sender stops at the 256 KiB window, receiver memory bounded", async () => {
-    const { client, server, clientEnd } = sessionPair();
+    const { client, server, clientEnd, serverEnd } = sessionPair({ timers: new FakeClock() });
     const accepted = server.accept();
     const stream = await client.open();
     const writer = stream.writable.getWriter();
     let finished = false;
     void writer.write(randomBytes(4 * 1024 * 1024)).then(() => (finished = true), () => {});
     await accepted;
-    await new Promise((r) => setTimeout(r, 300));
+    await quiet([clientEnd, serverEnd]);
     const sent = framesWritten(clientEnd)
       .filter((f) => f.type === FrameType.Data)
       .reduce((n, f) => n + f.bodyLength, 0);
@@ -244,7 +245,8 @@ describe("session pair in memory", () => {
   test("auto-tuning: a reader that keeps up gets a larger window; turned off, the window stays put", async () => {
     /** Moves `mib` MiB through a fresh pair with a fast reader, then stops reading: how much more fits? */
     async function inFlightAfterWarmUp(options: Parameters<typeof sessionPair>[0]): Promise<number> {
-      const { client, server, clientEnd } = sessionPair(options);
+      // On a clock that stands still, every window is read "at once": growth does not hang on load.
+      const { client, server, clientEnd, serverEnd } = sessionPair({ ...options, timers: new FakeClock() });
       await client.ping(); // the window grows against a measured round trip
       const accepted = server.accept();
       const stream = await client.open();
@@ -254,10 +256,10 @@ describe("session pair in memory", () => {
       const warmUp = 8 * 1024 * 1024;
       void writer.write(randomBytes(warmUp)).catch(() => {});
       for (let got = 0; got < warmUp; ) got += (await within(reader.read(), 2000, "warm-up read")).value!.length;
-      await new Promise((r) => setTimeout(r, 50));
+      await quiet([clientEnd, serverEnd]);
       const before = clientEnd.written.length;
       void writer.write(randomBytes(32 * 1024 * 1024)).catch(() => {}); // nobody reads this any more
-      await new Promise((r) => setTimeout(r, 300));
+      await quiet([clientEnd, serverEnd]);
       const sent = clientEnd.written
         .slice(before)
         .map((bytes) => readHeader(bytes, 0))
@@ -275,7 +277,7 @@ describe("session pair in memory", () => {
 
   test("auto-tuning: a later stream whose reader proves fast goes straight to the window an earlier one reached", async () => {
     /** On `client`: a stream whose reader takes one window, then stops; how much data did the writer get out? */
-    async function sentAfterOneWindow(client: Session, server: Session, clientEnd: MemoryEnd): Promise<number> {
+    async function sentAfterOneWindow(client: Session, server: Session, clientEnd: MemoryEnd, serverEnd: MemoryEnd): Promise<number> {
       const data = randomBytes(32 * 1024 * 1024);
       const accepted = server.accept();
       const stream = await client.open();
@@ -284,7 +286,7 @@ describe("session pair in memory", () => {
       const reader = peer.readable.getReader();
       void writer.write(data).catch(() => {});
       for (let got = 0; got < INITIAL_WINDOW; ) got += (await within(reader.read(), 2000, "first window")).value!.length;
-      await new Promise((r) => setTimeout(r, 300)); // nobody reads any more: the window bounds what follows
+      await quiet([clientEnd, serverEnd]); // nobody reads any more: the window bounds what follows
       const sent = clientEnd.written
         .map((bytes) => readHeader(bytes, 0))
         .filter((f) => f.type === FrameType.Data && f.streamID === stream.streamID)
@@ -292,12 +294,13 @@ describe("session pair in memory", () => {
       stream.reset();
       return sent;
     }
-    const fresh = sessionPair();
+    // On clocks that stand still, every window is read "at once": growth does not hang on load.
+    const fresh = sessionPair({ timers: new FakeClock() });
     await fresh.client.ping();
-    const first = await sentAfterOneWindow(fresh.client, fresh.server, fresh.clientEnd);
+    const first = await sentAfterOneWindow(fresh.client, fresh.server, fresh.clientEnd, fresh.serverEnd);
     fresh.client.close();
 
-    const warm = sessionPair();
+    const warm = sessionPair({ timers: new FakeClock() });
     await warm.client.ping();
     const accepted = warm.server.accept();
     const bulk = await warm.client.open();
@@ -305,7 +308,7 @@ describe("session pair in memory", () => {
     const writing = write(bulk, randomBytes(8 * 1024 * 1024));
     await readAll(peer.readable); // a fast reader: its window climbs
     await writing;
-    const later = await sentAfterOneWindow(warm.client, warm.server, warm.clientEnd);
+    const later = await sentAfterOneWindow(warm.client, warm.server, warm.clientEnd, warm.serverEnd);
     warm.client.close();
 
     // The window read, then at most a doubled window: 256 KiB + 512 KiB.
@@ -336,12 +339,12 @@ describe("session pair in memory", () => {
   });
 
   test("a SYN's window delta is honoured: a larger window lets the peer send more before waiting", async () => {
-    const { client, server, serverEnd } = sessionPair({ streamWindow: 1024 * 1024 });
+    const { client, server, clientEnd, serverEnd } = sessionPair({ streamWindow: 1024 * 1024, timers: new FakeClock() });
     const stream = await client.open(); // SYN carries delta 768 KiB
     const peer = await server.accept();
     const writer = peer.writable.getWriter();
     void writer.write(randomBytes(2 * 1024 * 1024)).catch(() => {});
-    await new Promise((r) => setTimeout(r, 300));
+    await quiet([clientEnd, serverEnd]);
     const sent = framesWritten(serverEnd)
       .filter((f) => f.type === FrameType.Data)
       .reduce((n, f) => n + f.bodyLength, 0);
@@ -363,11 +366,16 @@ describe("session pair in memory", () => {
   });
 
   test("keepalive: a frozen peer is detected; the session and every stream fail with ERR_KEEPALIVE_TIMEOUT", async () => {
-    const { client, server, serverEnd } = sessionPair({ keepAliveInterval: 50, keepAliveTimeout: 100 });
+    const clock = new FakeClock();
+    const { client, server, serverEnd } = sessionPair({ keepAliveInterval: 50, keepAliveTimeout: 100, timers: clock });
     const accepted = server.accept();
     const stream = await client.open();
     await accepted;
     serverEnd.freeze(); // the device stops answering without closing anything
+    clock.advance(50); // the keepalive ping goes out
+    clock.advance(99);
+    assert.equal(client.closeReason, undefined, "not before the keepalive timeout");
+    clock.advance(1);
     const reason = await within(client.closed, 1000);
     assert.equal((reason as WslisError).code, "ERR_KEEPALIVE_TIMEOUT");
     await assert.rejects(stream.closed, hasCode("ERR_KEEPALIVE_TIMEOUT"));

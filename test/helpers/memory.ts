@@ -175,6 +175,23 @@ export function sessionPair(
   return { client, server, clientEnd, serverEnd };
 }
 
+/**
+ * Resolves once the ends have gone quiet: nothing in flight and no new message for `turns` event-loop
+ * turns in a row. Every hop of a memory pair (outbox flush, delivery) takes at most one turn, so what is
+ * still to come after that waits on a timer: on a fake clock, only what the test advances.
+ */
+export async function quiet(ends: MemoryEnd[], turns = 10): Promise<void> {
+  let last = -1;
+  for (let still = 0; still < turns; ) {
+    await new Promise((resolve) => setImmediate(resolve));
+    const sent = ends.reduce((n, end) => n + end.messages.length, 0);
+    const idle = ends.every((end) => end.inFlight === 0);
+    if (sent === last && idle) still++;
+    else still = 0;
+    last = sent;
+  }
+}
+
 /** Deterministic PRNG (mulberry32) so random splits are reproducible from a seed. */
 export function seeded(seed: number): () => number {
   let s = seed >>> 0;
