@@ -59,13 +59,16 @@ export function startFixture(name: string, args: string[]): Child {
         check();
       });
     },
-    kill() {
-      if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-      return new Promise((resolve) => {
-        child.once("exit", () => resolve());
-        child.kill("SIGCONT");
-        child.kill("SIGKILL");
-      });
-    },
+    kill: () => killProcess(child),
   };
+}
+
+/** SIGKILL (after SIGCONT, so a stopped process dies too); resolves once it exited. */
+export function killProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.once("exit", () => resolve());
+    child.kill("SIGCONT");
+    child.kill("SIGKILL");
+  });
 }

@@ -6,21 +6,15 @@ import { Flag, FrameType, HEADER_SIZE, readHeader, type Frame, type FrameHeader 
 /** Decodes `chunk` and returns every frame it completes; a protocol error is thrown after them, as `feed` does. */
 export function decodeFrames(decoder: Decoder, chunk: Uint8Array): Frame[] {
   const frames: Frame[] = [];
-  let failure: unknown;
   try {
-    decoder.feed(chunk, (frame) => {
-      frames.push(frame);
-    });
+    for (const frame of decodeEach(decoder, chunk)) frames.push(frame);
   } catch (error) {
-    failure = error;
-  }
-  if (failure !== undefined) {
-    throw Object.assign(failure as Error, { frames });
+    throw Object.assign(error as Error, { frames });
   }
   return frames;
 }
 
-/** Like {@link decodeFrames}, but yields the frames before throwing (for loops that check each). */
+/** The frames `chunk` completes, one by one; a protocol error is thrown after the last of them. */
 export function* decodeEach(decoder: Decoder, chunk: Uint8Array): Generator<Frame> {
   const frames: Frame[] = [];
   let failure: unknown;

@@ -5,6 +5,7 @@
 
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
+import { killProcess } from "./child.js";
 
 export interface RedisProcess {
   port: number;
@@ -68,14 +69,7 @@ export async function startRedis(port?: number): Promise<RedisProcess> {
     port: p,
     url: `redis://127.0.0.1:${p}`,
     process: child,
-    stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-      return new Promise((resolve) => {
-        child.once("exit", () => resolve());
-        child.kill("SIGCONT");
-        child.kill("SIGKILL");
-      });
-    },
+    stop: () => killProcess(child),
     pause() {
       child.kill("SIGSTOP");
     },
