@@ -317,6 +317,39 @@ describe("session pair in memory", () => {
     assert.ok(later <= INITIAL_WINDOW + 16 * 1024 * 1024, "never past maxStreamWindow");
   });
 
+  test("auto-tuning: the window a later stream goes straight to halves for every 10 s no stream needed it (fake clock)", async () => {
+    // The clock stands still unless advanced: the ping measures 0 ms (counted as 2) and every window is
+    // read in 0 ms, fast enough to grow.
+    const clock = new FakeClock();
+    const { client, server, serverEnd } = sessionPair({ timers: clock });
+    await server.ping();
+    /** A stream whose writer sends `bytes` and whose reader reads them all: the credit its reader's side granted. */
+    async function creditAfterReading(bytes: number): Promise<number> {
+      const accepted = server.accept();
+      const stream = await client.open();
+      void stream.writable.getWriter().write(new Uint8Array(bytes)).catch(() => {});
+      const reader = (await accepted).readable.getReader();
+      for (let got = 0; got < bytes; ) got += (await within(reader.read(), 2000, "read")).value!.length;
+      const credit = () =>
+        framesWritten(serverEnd)
+          .filter((f) => f.type === FrameType.WindowUpdate && f.flags === 0 && f.streamID === stream.streamID)
+          .reduce((n, f) => n + f.length, 0);
+      // Reading one whole window ends its epoch: the credit granted then is everything read plus the growth.
+      await until(() => credit() >= Math.min(bytes, INITIAL_WINDOW), 2000, "the epoch's credit");
+      return credit();
+    }
+    const MiB = 1024 * 1024;
+    await creditAfterReading(32 * MiB); // 256 KiB, 512 KiB ... 16 MiB: the session reached the maximum
+    assert.equal(await creditAfterReading(INITIAL_WINDOW), 16 * MiB, "a later stream goes straight to 16 MiB");
+    clock.advance(30_000);
+    assert.equal(await creditAfterReading(INITIAL_WINDOW), 2 * MiB, "30 s without a stream needing it: an eighth");
+    clock.advance(9_999);
+    assert.equal(await creditAfterReading(INITIAL_WINDOW), 2 * MiB, "needed again 30 s in: kept");
+    clock.advance(120_000);
+    assert.equal(await creditAfterReading(INITIAL_WINDOW), 2 * INITIAL_WINDOW, "after long idle, one doubling from the first window");
+    client.close();
+  });
+
   test("credit is granted as the consumer reads, and a slow reader gets everything without stalls", async () => {
     const { client, server } = sessionPair();
     const accepted = server.accept();
@@ -688,26 +721,26 @@ describe("WindowTuner (pure: times are arguments)", () => {
   const KiB = 1024;
   test("no round trip measured yet: no growth", () => {
     const tuner = new WindowTuner({ maxWindow: 16 * 1024 * KiB });
-    assert.equal(tuner.next(256 * KiB, 0), 256 * KiB);
+    assert.equal(tuner.next(256 * KiB, 0, 0), 256 * KiB);
   });
 
   test("a window read within four round trips doubles, up to the maximum; slower, it stays", () => {
     const tuner = new WindowTuner({ maxWindow: 1024 * KiB });
     tuner.observeRtt(10);
-    assert.equal(tuner.next(256 * KiB, 39), 512 * KiB);
-    assert.equal(tuner.next(512 * KiB, 40), 512 * KiB, "four round trips: not faster than the window allows");
-    assert.equal(tuner.next(512 * KiB, 5), 1024 * KiB);
-    assert.equal(tuner.next(1024 * KiB, 1), 1024 * KiB, "never past the maximum");
+    assert.equal(tuner.next(256 * KiB, 39, 0), 512 * KiB);
+    assert.equal(tuner.next(512 * KiB, 40, 0), 512 * KiB, "four round trips: not faster than the window allows");
+    assert.equal(tuner.next(512 * KiB, 5, 0), 1024 * KiB);
+    assert.equal(tuner.next(1024 * KiB, 1, 0), 1024 * KiB, "never past the maximum");
   });
 
   test("a later stream that proves fast goes straight to the largest window reached", () => {
     const tuner = new WindowTuner({ maxWindow: 16 * 1024 * KiB });
     tuner.observeRtt(10);
     let window = 256 * KiB;
-    for (let i = 0; i < 4; i++) window = tuner.next(window, 1);
+    for (let i = 0; i < 4; i++) window = tuner.next(window, 1, 0);
     assert.equal(window, 4096 * KiB);
-    assert.equal(tuner.next(256 * KiB, 1), 4096 * KiB);
-    assert.equal(tuner.reached, 4096 * KiB);
+    assert.equal(tuner.next(256 * KiB, 1, 0), 4096 * KiB);
+    assert.equal(tuner.reached(0), 4096 * KiB);
   });
 
   test("the round trip is the minimum of recent samples (an inflated ping does not ease growth), floored at 2 ms", () => {
@@ -715,13 +748,36 @@ describe("WindowTuner (pure: times are arguments)", () => {
     tuner.observeRtt(10);
     tuner.observeRtt(500); // a ping stuck behind a full send buffer
     assert.equal(tuner.rtt, 10);
-    assert.equal(tuner.next(256 * KiB, 100), 256 * KiB, "100 ms is ten round trips, not a fifth of one");
+    assert.equal(tuner.next(256 * KiB, 100, 0), 256 * KiB, "100 ms is ten round trips, not a fifth of one");
     tuner.observeRtt(0.1);
     assert.equal(tuner.rtt, 2, "loopback: an idle ping understates a busy event-loop turn");
     tuner.observeRtt(50);
     tuner.observeRtt(60);
     tuner.observeRtt(70);
     assert.equal(tuner.rtt, 50, "old samples are forgotten");
+  });
+  test("the window on offer to later streams halves for every decayTime no stream needed it", () => {
+    const tuner = new WindowTuner({ maxWindow: 16 * 1024 * KiB, decayTime: 10_000 });
+    tuner.observeRtt(10);
+    let window = 256 * KiB;
+    for (let i = 0; i < 6; i++) window = tuner.next(window, 1, 0);
+    assert.equal(window, 16 * 1024 * KiB);
+    assert.equal(tuner.reached(9_999), 16 * 1024 * KiB, "not yet a whole decayTime");
+    assert.equal(tuner.next(256 * KiB, 1, 9_999), 16 * 1024 * KiB, "a fast stream needs it: the clock starts again");
+    assert.equal(tuner.reached(19_998), 16 * 1024 * KiB);
+    assert.equal(tuner.reached(19_999), 8 * 1024 * KiB);
+    assert.equal(tuner.next(256 * KiB, 1, 39_999), 2 * 1024 * KiB, "three periods: an eighth");
+    assert.equal(tuner.next(256 * KiB, 1, 200_000), 512 * KiB, "long idle: a later stream climbs from its own window");
+  });
+
+  test("slow reads do not keep the window on offer; a stream at the maximum that reads fast does", () => {
+    const tuner = new WindowTuner({ maxWindow: 1024 * KiB, decayTime: 1000 });
+    tuner.observeRtt(10);
+    assert.equal(tuner.next(512 * KiB, 1, 0), 1024 * KiB);
+    for (let t = 500; t <= 5000; t += 500) assert.equal(tuner.next(1024 * KiB, 1, t), 1024 * KiB);
+    assert.equal(tuner.reached(5999), 1024 * KiB, "kept while the stream at the maximum reads fast");
+    for (let t = 6000; t <= 9000; t += 500) assert.equal(tuner.next(1024 * KiB, 100, t), 1024 * KiB, "a stream keeps its own window");
+    assert.equal(tuner.reached(9000), 64 * KiB, "slow reads (100 ms, ten round trips) did not need it: 4 periods, a sixteenth");
   });
 });
 

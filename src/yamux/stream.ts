@@ -410,7 +410,7 @@ export class Stream implements Conn {
     let delta = this.#consumed;
     if (this.#epochConsumed >= this.#window) {
       const now = this.#host.now();
-      const grown = Math.min(this.#host.tuner.next(this.#window, now - this.#epochStart), this.#maxWindow);
+      const grown = Math.min(this.#host.tuner.next(this.#window, now - this.#epochStart, now), this.#maxWindow);
       delta += grown - this.#window;
       this.#window = grown;
       this.#epochStart = now;
