@@ -16,7 +16,6 @@ import { withTimeout } from "../src/deadline.js";
 import { SessionClosedError } from "../src/errors.js";
 import { integerOption, msOption } from "../src/options.js";
 import { CloseCode, closeCodeFor, closeError } from "../src/close-codes.js";
-import { reasonPhrase } from "../src/http/head.js";
 import { webSocketTransport } from "../src/transport.js";
 import { maxIncomingMessageBytes } from "../src/yamux/outbox.js";
 import { Session, sessionSettings, type SessionOptions } from "../src/yamux/session.js";
@@ -31,6 +30,7 @@ import { createFleet, type ClusterOptions } from "./cluster/index.js";
 import type { PeerClient } from "./cluster/peer.js";
 import type { DeviceHttpOptions, FetchInit } from "./http.js";
 import { Metrics, toPrometheus } from "./metrics.js";
+import { refuseUpgrade } from "./upgrade.js";
 
 /**
  * What `authorize` may answer: `{ id, data? }` to accept a device whose id comes from its verified
@@ -560,14 +560,9 @@ export async function listenAndServe(addr: string | number, handler: Handler, op
   return new Server(handler, options).listen(addr);
 }
 
-/** Answers an upgrade request with a plain HTTP error and closes the socket. */
+/** Answers an upgrade request with a plain HTTP error, `reason` its one line of text, and closes the socket. */
 function refuse(socket: Duplex, status: number, reason: string): void {
-  if (socket.destroyed) return;
-  const body = `${reason}\n`;
-  socket.end(
-    `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-  );
+  refuseUpgrade(socket, status, `${reason}\n`);
 }
 
 function isAuthorizedDevice(verdict: Authorization): verdict is AuthorizedDevice {

@@ -11,6 +11,7 @@ import type { Duplex } from "node:stream";
 import { DeviceNotFoundError } from "../../src/errors.js";
 import type { Dialer } from "../dialer.js";
 import type { ServerLogger } from "../server.js";
+import { refuseUpgrade } from "../upgrade.js";
 import { bearerSecret, discard, encodeHead, readHead, secretMatches, socketConn, toWire, UPGRADE_TOKEN, type RequestHead } from "./wire.js";
 
 export interface NodeEndpointOptions {
@@ -104,13 +105,7 @@ export class NodeEndpoint {
 
   /** Serves a forwarded dial (an upgrade to `<path>/dial`). */
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const refuse = (status: number, body: string, type = "text/plain; charset=utf-8") => {
-      if (socket.destroyed) return;
-      socket.end(
-        `HTTP/1.1 ${status} ${status === 401 ? "Unauthorized" : status === 404 ? "Not Found" : "Error"}\r\n` +
-          `Connection: close\r\nContent-Type: ${type}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-      );
-    };
+    const refuse = (status: number, body: string, type?: string) => refuseUpgrade(socket, status, body, type);
     if (!this.#authorized(request)) return refuse(401, "node-to-node requests need the cluster secret\n");
     if (pathOf(request) !== `${this.#options.path}/dial` || request.headers.upgrade?.toLowerCase() !== UPGRADE_TOKEN) {
       return refuse(404, "not found\n");
