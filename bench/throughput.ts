@@ -11,12 +11,11 @@
 
 import { once } from "node:events";
 import type { AddressInfo } from "node:net";
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
 import WebSocket, { WebSocketServer, createWebSocketStream } from "ws";
 import { Client as YamuxClient, Server as YamuxServer } from "yamux-js";
 import { dialAndListen } from "../server-node/device.js";
 import { median } from "./format.js";
+import { collectGarbage } from "../test/helpers/memory.js";
 import { listenAndServe, type Dialer } from "../server-node/index.js";
 
 /** Size of each write (and raw ws message), in bytes. */
@@ -139,12 +138,6 @@ export function roundOrder(count: number, round: number): number[] {
 }
 
 
-/** Forces a full GC when the runtime allows it, so memory baselines do not carry the previous run's garbage. */
-function collectGarbage(): void {
-  setFlagsFromString("--expose-gc");
-  const gc = runInNewContext("gc") as (() => void) | undefined;
-  gc?.();
-}
 
 /**
  * Samples heap + ArrayBuffer memory every 50 ms (process.memoryUsage() is not free); `stop()` returns the

@@ -1,7 +1,5 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
 import { AbusivePeerError, ProtocolError, WslisError } from "../src/errors.js";
 import { Flag, FrameType, GoAwayCode, HEADER_SIZE, INITIAL_WINDOW, encodeHeader, readHeader } from "../src/yamux/frame.js";
 import { concat } from "../src/http/reader.js";
@@ -9,7 +7,7 @@ import { Session, SessionState } from "../src/yamux/session.js";
 import { WindowTuner } from "../src/yamux/tuner.js";
 import type { Conn } from "../src/yamux/stream.js";
 import { FakeClock } from "./helpers/clock.js";
-import { memoryPair, quiet, randomBytes, readAll, seeded, sessionPair, type MemoryEnd } from "./helpers/memory.js";
+import { collectGarbage, memoryPair, quiet, randomBytes, readAll, seeded, sessionPair, type MemoryEnd } from "./helpers/memory.js";
 import { hasCode, sha256Hex, until, within } from "./helpers/assert.js";
 
 const text = (s: string) => new TextEncoder().encode(s);
@@ -801,9 +799,3 @@ describe("session states", () => {
     assert.equal(framesWritten(lost.clientEnd).filter((f) => f.type === FrameType.GoAway).length, 0, "nothing said to a gone peer");
   });
 });
-
-/** A full GC, also when node runs without --expose-gc (memory assertions must not depend on GC timing). */
-function collectGarbage(): void {
-  setFlagsFromString("--expose-gc");
-  (runInNewContext("gc") as () => void)();
-}

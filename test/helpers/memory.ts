@@ -6,6 +6,8 @@
  * once more than `highWaterMark` bytes are in flight, and `drain` fires when delivery brings it back down.
  */
 
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { Session, type SessionInit, type Transport, type TransportSink } from "../../src/yamux/session.js";
 import { concat } from "../../src/http/reader.js";
 import { splitFrames } from "./frames.js";
@@ -217,4 +219,10 @@ export function randomBytes(length: number, seed = 1): Uint8Array {
   const out = new Uint8Array(length);
   for (let i = 0; i < length; i++) out[i] = (random() * 256) | 0;
   return out;
+}
+
+/** A full GC, also when node runs without --expose-gc (memory assertions must not depend on GC timing). */
+export function collectGarbage(): void {
+  setFlagsFromString("--expose-gc");
+  (runInNewContext("gc") as () => void)();
 }
