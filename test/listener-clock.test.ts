@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { listen, type Platform } from "../src/client.js";
+import { turns } from "./helpers/assert.js";
 import { FakeClock } from "./helpers/clock.js";
 
 /** A WebSocket whose handshake fails at once (as a server that is down): error, then close 1006. */
@@ -26,9 +27,6 @@ class RefusedWebSocket extends EventTarget {
   close(): void {}
 }
 
-/** Lets queued callbacks and promise chains run (one macrotask); no time passes on the fake clock. */
-const settle = () => new Promise((resolve) => setImmediate(resolve));
-
 test("backoff on the injected clock, `online` from the platform, the base URL from the platform", async () => {
   const clock = new FakeClock();
   const urls: string[] = [];
@@ -46,22 +44,22 @@ test("backoff on the injected clock, `online` from the platform, the base URL fr
   listener.addEventListener("disconnect", (e) => retries.push(e.detail.retryIn));
   listener.ready.catch(() => {});
   assert.equal(listener.state, "connecting");
-  await settle();
+  await turns();
   assert.deepEqual(urls, ["wss://kiosk.example.com/wslis"], "resolved against the platform's base URL");
   assert.deepEqual(retries, [1000]);
   assert.equal(listener.state, "backing-off");
 
   clock.advance(999);
-  await settle();
+  await turns();
   assert.equal(urls.length, 1, "no retry before the delay has passed on the clock");
   clock.advance(1);
-  await settle();
+  await turns();
   assert.equal(urls.length, 2, "retried when the clock reached the delay");
   assert.deepEqual(retries, [1000, 2000]);
 
   assert.ok(online, "waiting for the network through the platform");
   online();
-  await settle();
+  await turns();
   assert.equal(urls.length, 3, "the network came back: retried at once");
   assert.equal(online !== undefined, true, "watching again for the next wait");
 

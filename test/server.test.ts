@@ -6,14 +6,10 @@ import { Server, WslisError, type Dialer } from "../server-node/index.js";
 import { readAll } from "./helpers/memory.js";
 import * as hostile from "./helpers/hostile.js";
 import { quiet, rawUpgrade, startServer } from "./helpers/net.js";
-import { hasCode, until, within } from "./helpers/assert.js";
+import { hasCode, turns, until, within } from "./helpers/assert.js";
 import { FakeClock } from "./helpers/clock.js";
 
 const text = (s: string) => new TextEncoder().encode(s);
-/** Lets `n` event-loop turns go by (no time passes on a fake clock). */
-const turns = async (n: number) => {
-  for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve));
-};
 
 const cleanup: (() => unknown)[] = [];
 after(async () => {

@@ -8,7 +8,7 @@ import { WindowTuner } from "../src/yamux/tuner.js";
 import type { Conn } from "../src/yamux/stream.js";
 import { FakeClock } from "./helpers/clock.js";
 import { collectGarbage, memoryPair, quiet, randomBytes, readAll, seeded, sessionPair, type MemoryEnd } from "./helpers/memory.js";
-import { hasCode, sha256Hex, until, within } from "./helpers/assert.js";
+import { hasCode, sha256Hex, turns, until, within } from "./helpers/assert.js";
 
 const text = (s: string) => new TextEncoder().encode(s);
 
@@ -550,7 +550,6 @@ describe("hostile peers: floods, budgets, limits", () => {
     return concat(...Array.from({ length: count }, (_, i) => frame(i)));
   }
   const header = (type: FrameType, flags: number, id: number, length: number) => () => encodeHeader(type, flags, id, length);
-  const turn = () => new Promise((resolve) => setImmediate(resolve));
 
   /** A device-side session (yamux server) with one stream the peer opened, for frames aimed at a stream. */
   async function target(options: Parameters<typeof sessionPair>[0] = {}) {
@@ -594,17 +593,17 @@ describe("hostile peers: floods, budgets, limits", () => {
         if (!reading) serverEnd.freeze(); // nothing the server sends is delivered: its transport fills up
         const before = serverEnd.written.length;
         let sent = 0;
-        let turns = 1;
+        let bursts = 1;
         for (let m = 0; m < 200; m++) {
           serverEnd.inject(message(1000, (i) => frame(m * 1000 + i)));
           sent += 1000;
           if (reading || m % 10 === 9) {
-            await turn(); // a reading peer: one message per turn, as one socket read
-            turns++;
+            await turns(); // a reading peer: one message per turn, as one socket read
+            bursts++;
           }
           if (server.closeReason) break;
         }
-        await turn();
+        await turns();
         const replies = serverEnd.written.slice(before).length;
         if (name.startsWith("SYN") && !reading) {
           // Refusals wait for a peer that does not read: past maxPendingReplies the session gives up on it.
@@ -614,7 +613,7 @@ describe("hostile peers: floods, budgets, limits", () => {
           assert.equal(replies, sent, "one RST per refused SYN");
         } else if (name === "Ping(SYN)") {
           assert.equal(server.closeReason, undefined);
-          assert.ok(replies <= turns, `one pong per burst of pings: ${replies} frames for ${sent} pings in ${turns} turns`);
+          assert.ok(replies <= bursts, `one pong per burst of pings: ${replies} frames for ${sent} pings in ${bursts} turns`);
         } else {
           assert.equal(server.closeReason, undefined);
           assert.equal(replies, 0, "nothing to answer");

@@ -13,7 +13,7 @@ import { decodeFrames } from "./helpers/frames.js";
 import { randomBytes, readAll } from "./helpers/memory.js";
 import { startServer } from "./helpers/net.js";
 import { dialAndListen } from "../server-node/device.js";
-import { within } from "./helpers/assert.js";
+import { turns, within } from "./helpers/assert.js";
 
 /**
  * A transport stand-in that "writes" a message only when the test says so: its bytes are captured at
@@ -37,7 +37,6 @@ class SlowSink implements MessageSink {
   }
 }
 
-const turn = () => new Promise((resolve) => setImmediate(resolve));
 
 function outbox(options: { slab?: number; keep?: number; maxPendingReplies?: number; clock?: FakeClock; allocate?: (n: number) => Uint8Array } = {}) {
   const sink = new SlowSink();
@@ -80,7 +79,7 @@ test("outbox: frames of one turn leave as one message, control frames ride along
     data(1, scratch);
   }
   assert.equal(sink.queued.length, 0, "data waits for the end of the turn");
-  await turn();
+  await turns();
   assert.equal(sink.queued.length, 1, "one message for the turn");
   // Turn 2: more data than a buffer holds, while the first buffer is still in flight (not written out).
   for (let i = 3; i < 8; i++) data(1, randomBytes(20_000, i));
@@ -88,7 +87,7 @@ test("outbox: frames of one turn leave as one message, control frames ride along
   box.control(FrameType.WindowUpdate, Flag.ACK, 2, 0);
   assert.equal(sink.queued.length, 2, "a full buffer left at once; the control frame waits for the turn's end");
   data(3, randomBytes(50_000, 99)); // does not fit behind: the message is cut and it starts the next one
-  await turn();
+  await turns();
   const allocated = pool.allocations;
   sink.flushAll();
   // Turn 3: with everything written, buffers are reused; their old bytes must not leak into new messages.
@@ -128,10 +127,10 @@ test("outbox: joins only Data frames of one stream that follow each other; a str
   box.control(FrameType.WindowUpdate, 0, 1, 50); // added to stream 1's credit above
   box.control(FrameType.WindowUpdate, Flag.FIN, 1, 0); // a flag: a frame of its own
   data(1, 1000, 5); // after a control frame: a frame of its own
-  await turn();
+  await turns();
   data(1, 1000, 6); // a new turn, a new message: a new frame
   box.control(FrameType.WindowUpdate, 0, 1, 7); // a new message: a new WindowUpdate
-  await turn();
+  await turns();
   sink.flushAll();
   box.close();
 
@@ -182,7 +181,7 @@ test("outbox (property): any frames and turns carry the same bytes and credit pe
       let writes = 0;
       for (const [seed, o] of ops.entries()) {
         if (o.kind === "turn") {
-          await turn();
+          await turns();
           sink.flushAll();
         } else if (o.kind === "data") {
           const body = randomBytes(o.size, seed);
@@ -239,7 +238,7 @@ test("outbox (property): any frames and turns carry the same bytes and credit pe
 test("outbox: at most MAX_MESSAGE_FRAMES frames per message", async () => {
   const { sink, box } = outbox({ slab: 1 << 20 });
   for (let i = 0; i < MAX_MESSAGE_FRAMES + 10; i++) box.control(FrameType.WindowUpdate, Flag.ACK, 2 * i + 1, 0);
-  await turn();
+  await turns();
   sink.flushAll();
   const counts = sink.wire.map((m) => decodeFrames(new Decoder(), m).length);
   assert.deepEqual(counts, [MAX_MESSAGE_FRAMES, 10]);
@@ -250,13 +249,13 @@ test("outbox: while the transport is full, messages wait, pings get one pong for
   const { sink, box, drains } = outbox({ maxPendingReplies: 3 });
   sink.accept = false;
   box.data(1, randomBytes(100));
-  await turn();
+  await turns();
   assert.equal(sink.queued.length, 1, "the first message went: the transport said it is full only then");
   for (let id = 1; id <= 1000; id++) box.pong(id);
   assert.equal(box.refuse(3), true);
   assert.equal(box.refuse(5), true);
   assert.equal(box.refuse(7), true);
-  await turn();
+  await turns();
   assert.equal(sink.queued.length, 1, "nothing more goes to a full transport");
   assert.equal(box.queuedBytes, 36, "three RSTs wait; the pong waits as a number, not as a frame");
   assert.equal(box.refuse(9), false, "a fourth refusal is over the budget");
@@ -283,7 +282,7 @@ test("buffer pool: reused while busy, let go after a whole idle second (injected
   const { sink, box } = outbox({ clock, allocate: (size) => (allocations++, new Uint8Array(size)) });
   const burst = async () => {
     box.data(1, randomBytes(1000));
-    await turn();
+    await turns();
     sink.flushAll(); // written out: the connection is idle again
   };
   await burst();

@@ -31,6 +31,11 @@ export async function until(predicate: () => boolean | Promise<boolean>, ms = 20
   }
 }
 
+/** Lets `n` event-loop turns go by (setImmediate): queued I/O and promise chains run; no time passes on a fake clock. */
+export async function turns(n = 1): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
 /** A predicate for `assert.throws`/`assert.rejects`: a {@link WslisError} with this `code`. */
 export const hasCode = (code: string) => (error: unknown) => error instanceof WslisError && error.code === code;
 

@@ -10,6 +10,7 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { Session, type SessionInit, type Transport, type TransportSink } from "../../src/yamux/session.js";
 import { concat } from "../../src/http/reader.js";
+import { turns } from "./assert.js";
 import { splitFrames } from "./frames.js";
 
 export interface MemoryPairOptions {
@@ -178,18 +179,18 @@ export function sessionPair(
 }
 
 /**
- * Resolves once the ends have gone quiet: nothing in flight and no new message for `turns` event-loop
+ * Resolves once the ends have gone quiet: nothing in flight and no new message for `still` event-loop
  * turns in a row. Every hop of a memory pair (outbox flush, delivery) takes at most one turn, so what is
  * still to come after that waits on a timer: on a fake clock, only what the test advances.
  */
-export async function quiet(ends: MemoryEnd[], turns = 10): Promise<void> {
+export async function quiet(ends: MemoryEnd[], still = 10): Promise<void> {
   let last = -1;
-  for (let still = 0; still < turns; ) {
-    await new Promise((resolve) => setImmediate(resolve));
+  for (let quietTurns = 0; quietTurns < still; ) {
+    await turns();
     const sent = ends.reduce((n, end) => n + end.messages.length, 0);
     const idle = ends.every((end) => end.inFlight === 0);
-    if (sent === last && idle) still++;
-    else still = 0;
+    if (sent === last && idle) quietTurns++;
+    else quietTurns = 0;
     last = sent;
   }
 }
