@@ -1,12 +1,18 @@
 /**
- * wslis in real Chromium (the project's Playwright launch: /usr/bin/chromium or $WSLIS_CHROMIUM, the
- * end-to-end flags) against a raw WebSocket opened by the same page, to the same Node process:
+ * wslis in real Chromium (/usr/bin/chromium or $WSLIS_CHROMIUM, the end-to-end flags) against a raw
+ * WebSocket opened by the same page, to the same Node process:
  *  - download: the server sends N bytes in 64 KiB writes; the page counts them and answers the count;
  *  - upload: the page sends N bytes in 64 KiB writes; the server counts them;
  *  - round trip: 16 bytes out, 1 KB back: a raw ws message each way; a new wslis stream per exchange;
  *    and a reverse-HTTP GET (`dialer.fetch` answered by the page's `serveHttp`), p50 over sequential ones.
  * The page loads the BUILT bundle (dist/wslis.js): run `npm run build` first (`npm run bench` does).
  * Each round runs wslis and raw ws back to back (order alternating); ratios are medians of per-round ratios.
+ *
+ * Chromium is driven over the bare DevTools protocol (test-e2e/cdp.ts), not Playwright: Playwright enables
+ * the Network domain on every page, and then Chromium copies every WebSocket message into a DevTools event
+ * (base64) that Playwright parses in this process, the server's. Measured: 64 MiB took about 2 s instead
+ * of 0.4 s either way, raw ws included, most of it in the browser process and this one; no deployed page
+ * pays that.
  */
 
 import { existsSync } from "node:fs";
@@ -16,7 +22,7 @@ import type { AddressInfo } from "node:net";
 import { join, resolve } from "node:path";
 import WebSocket, { WebSocketServer } from "ws";
 import { Server, type Dialer } from "../server-node/index.js";
-import { launchChromium } from "../test-e2e/harness.js";
+import { launchCdp } from "../test-e2e/cdp.js";
 import { median, ratio, round, type Row, type Target } from "./format.js";
 import { sendRaw, writeAll } from "./throughput.js";
 
@@ -144,7 +150,7 @@ async function startRig(log: (line: string) => void): Promise<Rig> {
   await new Promise<void>((done) => http.listen(0, "127.0.0.1", done));
   const port = (http.address() as AddressInfo).port;
   log("browser: launching Chromium");
-  const browser = await launchChromium();
+  const browser = await launchCdp();
   const close = async () => {
     await browser.close();
     await wslis.close();
@@ -154,11 +160,12 @@ async function startRig(log: (line: string) => void): Promise<Rig> {
     await new Promise((done) => http.close(done));
   };
   try {
-    const page = await browser.newPage();
-    page.on("pageerror", (error) => log(`browser: page error: ${error.message}`));
-    await page.goto(`http://127.0.0.1:${port}/`);
-    await page.waitForFunction("window.ready === true", undefined, { timeout: 30_000 });
-    await page.evaluate(`window.bench.start("ws://127.0.0.1:${port}")`);
+    const page = await browser.open(`http://127.0.0.1:${port}/`);
+    for (let tries = 0; (await browser.evaluate(page, "window.ready === true")) !== true; tries++) {
+      if (tries === 600) throw new Error("the bench page did not load its module within 30 s");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await browser.evaluate(page, `window.bench.start("ws://127.0.0.1:${port}")`);
     const [streams, httpDialer, raw] = await Promise.all([streamsDevice, httpDevice, rawSocket]);
     return { streams, http: httpDialer, raw, close };
   } catch (error) {
@@ -307,7 +314,7 @@ export async function benchBrowser(options: BrowserOptions = {}): Promise<Browse
       { measure: "new stream, 16 B out, 1 KB back, close, vs raw ws round trip: p50 µs", wslis: mb("stream rtt").wslis, "raw ws": mb("stream rtt").raw, "wslis / raw ws": ratio(perRound("stream rtt")) },
     ];
     const note =
-      `Chromium, one page, the built dist/wslis.js; Node server on 127.0.0.1. Median of ${rounds} rounds; ratios are medians of ` +
+      `Chromium, one page, the built dist/wslis.js, driven over the bare DevTools protocol (no Network domain: it copies every WebSocket message into an event); Node server on 127.0.0.1. Median of ${rounds} rounds; ratios are medians of ` +
       `per-round ratios, wslis and raw ws back to back in alternating order. MB = 10^6 bytes; 64 KiB writes both ways; ` +
       `the raw page upload waits while more than 4 MiB is buffered. Round trips: p50 of ${roundTrips} sequential ones.`;
     const targets: Target[] = [
