@@ -74,6 +74,7 @@ export class Metrics {
       },
       close: (reason) => transport.close(reason),
       allocate: transport.allocate?.bind(transport),
+      highWaterMark: transport.highWaterMark,
     };
   }
 

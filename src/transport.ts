@@ -146,6 +146,7 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
 
   return {
     allocate: options.allocate,
+    highWaterMark,
     start(s) {
       sink = s;
       for (const chunk of early.splice(0)) s.data(chunk);

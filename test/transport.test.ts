@@ -5,9 +5,10 @@ import { CloseCode, closeCodeFor } from "../src/close-codes.js";
 import { ProtocolError } from "../src/errors.js";
 import { webSocketTransport, type WebSocketLike } from "../src/transport.js";
 import { Decoder } from "../src/yamux/decode.js";
-import { Flag, FrameType } from "../src/yamux/frame.js";
+import { Flag, FrameType, encodeHeader } from "../src/yamux/frame.js";
 import { MAX_MESSAGE_FRAMES, Outbox, type MessageSink } from "../src/yamux/outbox.js";
 import { BufferPool } from "../src/yamux/pool.js";
+import { Session } from "../src/yamux/session.js";
 import { FakeClock } from "./helpers/clock.js";
 import { decodeFrames } from "./helpers/frames.js";
 import { randomBytes, readAll } from "./helpers/memory.js";
@@ -336,6 +337,86 @@ test("webSocketTransport: backpressure from send callbacks, bytes reusable only 
   assert.equal(drains, 1);
   transport.close(new ProtocolError("test"));
   assert.deepEqual(ws.closedWith, [CloseCode.ProtocolError, "yamux protocol error"]);
+});
+
+/**
+ * A WebSocket stand-in that writes out `rate` bytes per turn of the event loop, in order, and runs a
+ * message's send callback once all of it is written, as `ws` over a socket the peer drains at a finite
+ * speed. Messages to this end are handed in with `deliver`.
+ */
+class PacedSocket implements WebSocketLike {
+  binaryType = "";
+  bufferedAmount = 0;
+  readyState = 1;
+  protocol = "";
+  written = 0;
+  readonly #queue: { data: Uint8Array; left: number; callback?: () => void }[] = [];
+  readonly #listeners = new Map<string, ((event: any) => void)[]>();
+  #pumping = false;
+  constructor(readonly rate: number) {}
+  send(data: Uint8Array, callback?: () => void): void {
+    this.#queue.push({ data, left: data.length, callback });
+    if (!this.#pumping) {
+      this.#pumping = true;
+      setImmediate(() => this.#pump());
+    }
+  }
+  #pump(): void {
+    let budget = this.rate;
+    while (budget > 0 && this.#queue.length > 0) {
+      const head = this.#queue[0]!;
+      const n = Math.min(budget, head.left);
+      head.left -= n;
+      budget -= n;
+      this.written += n;
+      if (head.left > 0) break;
+      this.#queue.shift();
+      head.callback?.();
+    }
+    if (this.#queue.length > 0) setImmediate(() => this.#pump());
+    else this.#pumping = false;
+  }
+  deliver(data: Uint8Array): void {
+    for (const listener of this.#listeners.get("message") ?? []) listener({ data });
+  }
+  close(): void {}
+  addEventListener(type: string, listener: (event: any) => void): void {
+    this.#listeners.set(type, [...(this.#listeners.get(type) ?? []), listener]);
+  }
+  removeEventListener(type: string, listener: (event: any) => void): void {
+    this.#listeners.set(type, (this.#listeners.get(type) ?? []).filter((l) => l !== listener));
+  }
+}
+
+test("a bulk writer over a transport with send callbacks reuses its message buffers (issue 10: one 1 MiB buffer per 2 MiB sent)", async () => {
+  // Node's transport: a message buffer is the socket's until its send callback, up to the high
+  // watermark (1 MiB) of them, while the outbox fills the next one. The pool must keep that many: with
+  // one too few, every drain cycle dropped a buffer and the next allocated one, ~180 per 384 MiB, and
+  // those long-lived 1 MiB buffers drove the sending process into a full GC every few MB.
+  const ws = new PacedSocket(256 * 1024);
+  let allocations = 0;
+  const transport = webSocketTransport(ws, { sendCallbacks: true, allocate: (size) => (allocations++, new Uint8Array(size)) });
+  const session = new Session(transport, { role: "client", keepAliveInterval: 0, maxStreamWindow: 256 * 1024, timers: new FakeClock() });
+  const stream = await session.open();
+  const total = 32 * 1024 * 1024;
+  // The peer grants the whole transfer up front: only the transport paces the writer.
+  ws.deliver(encodeHeader(FrameType.WindowUpdate, Flag.ACK, stream.streamID, total));
+  const writer = stream.writable.getWriter();
+  const chunk = new Uint8Array(64 * 1024);
+  for (let sent = 0; sent < total; sent += chunk.length) {
+    await writer.ready;
+    void writer.write(chunk);
+  }
+  await writer.ready;
+  await within(
+    (async () => {
+      while (ws.written < total) await turns();
+    })(),
+    10_000,
+    "everything written out",
+  );
+  assert.ok(allocations <= 3, `${allocations} message buffers allocated for 32 MiB`);
+  session.close();
 });
 
 test("over real ws: a server with maxStreamWindow 256 KiB and a Node device writing on 4 streams (no 1009)", async () => {

@@ -57,6 +57,11 @@ export interface Transport {
   close(reason?: Error): void;
   /** Allocates a message buffer (Node: `Buffer.allocUnsafe`). Default `new Uint8Array(size)`. */
   allocate?(size: number): Uint8Array;
+  /**
+   * Bytes of sent messages whose `onSent` has not run yet above which `send` returns false. The session
+   * keeps enough message buffers to cover them, so a steady writer allocates none. Default 1 MiB.
+   */
+  readonly highWaterMark?: number;
 }
 
 export interface TransportSink {
@@ -243,7 +248,11 @@ export class Session extends EventTarget {
       sink: transport,
       pool: new BufferPool({
         size: MAX_MESSAGE_BYTES,
-        keep: 2,
+        // A steady writer has this many buffers out at once: the one being filled, the sent ones the
+        // transport still holds (up to its high watermark), and the one whose send crossed it. One fewer
+        // and every drain cycle dropped a buffer and allocated another: a 1 MiB buffer per 2 MiB sent,
+        // which lived long enough to drive the sending process into a full GC every few MB (issue 10).
+        keep: Math.ceil((transport.highWaterMark ?? 1024 * 1024) / MAX_MESSAGE_BYTES) + 2,
         allocate: transport.allocate?.bind(transport),
         clock: timers,
       }),
