@@ -27,10 +27,10 @@ import {
   responseKeepsAlive,
   type ResponseHead,
 } from "../src/http/head.js";
-import { ByteReader, concat } from "../src/http/reader.js";
+import { ByteReader, concat, connIO } from "../src/http/reader.js";
 import { integerOption, msOption } from "../src/options.js";
 import type { Session } from "../src/yamux/session.js";
-import type { Conn } from "../src/yamux/stream.js";
+import type { Conn, StreamIO } from "../src/yamux/stream.js";
 
 /** `fetch` options: the standard ones plus timeouts. */
 export interface FetchInit extends RequestInit {
@@ -302,7 +302,8 @@ const LAST_CHUNK = encodeLatin1("0\r\n\r\n");
 class Connection {
   readonly stream: Conn;
   readonly reader: ByteReader;
-  readonly writer: WritableStreamDefaultWriter<Uint8Array>;
+  /** Where request bytes go: the stream itself (no web streams), each write awaited before the next. */
+  readonly writer: StreamIO;
   /** Exchanges completed on it. */
   uses = 0;
   idle = false;
@@ -310,8 +311,8 @@ class Connection {
 
   constructor(stream: Conn) {
     this.stream = stream;
-    this.reader = new ByteReader(stream.readable);
-    this.writer = stream.writable.getWriter();
+    this.writer = connIO(stream);
+    this.reader = new ByteReader(this.writer);
   }
 
   /** Still open both ways with nothing unread: fit for another request. */
@@ -538,20 +539,24 @@ class Call {
     const request = this.#request;
     const head = encodeRequestHead(request);
     const body = request.body;
-    let upload: Promise<void>;
+    // Undefined when the whole request went out at once (the usual case).
+    let upload: Promise<void> | undefined;
     if (body === null) upload = conn.writer.write(head);
     else if (body instanceof Uint8Array) {
-      upload = body.length <= COALESCE_BYTES ? conn.writer.write(concat(head, body)) : conn.writer.write(head).then(() => conn.writer.write(body));
+      upload = body.length <= COALESCE_BYTES ? conn.writer.write(concat(head, body)) : sendBoth(conn.writer, head, body);
     } else upload = this.#sendStream(conn, head, body);
     // The device may answer before it has read the whole body (an error, or an echo): read while sending.
-    upload.then(
-      () => (this.#uploadDone = true),
-      (error: unknown) => {
-        // The caller's body failed (or broke its Content-Length): the request cannot be completed. A
-        // transport failure is left to the reading side, which sees it too, after any early answer.
-        if (!(error instanceof WslisError) && this.#state === "head") this.fail(this.#failure(error));
-      },
-    );
+    if (upload === undefined) this.#uploadDone = true;
+    else {
+      upload.then(
+        () => (this.#uploadDone = true),
+        (error: unknown) => {
+          // The caller's body failed (or broke its Content-Length): the request cannot be completed. A
+          // transport failure is left to the reading side, which sees it too, after any early answer.
+          if (!(error instanceof WslisError) && this.#state === "head") this.fail(this.#failure(error));
+        },
+      );
+    }
 
     const response = await this.#readHead(conn, upload);
     if (this.#state !== "head") return;
@@ -560,12 +565,16 @@ class Call {
     const keepAlive = responseKeepsAlive(response) && framing.kind !== "close";
     const empty = framing.kind === "length" && framing.length === 0;
     const nullBody = response.status === 204 || response.status === 205 || response.status === 304 || request.method === "HEAD";
-    const headers = new Headers(response.fields);
-    if (empty) {
+    // The fields as they are: the Response builds its Headers from them (a Headers of ours would be copied).
+    const init = { status: response.status, statusText: response.reason, headers: response.fields };
+    // A body that is all here already (a small answer comes in the frame of its head) is handed over as
+    // bytes: no body stream of ours, no timer, and the connection is free for the next request at once.
+    const whole = empty ? EMPTY : framing.kind === "length" ? conn.reader.readBuffered(framing.length) : undefined;
+    if (whole !== undefined) {
       this.#state = "done";
       this.#cleanUp();
       this.#conn = undefined;
-      this.#resolve(new Response(nullBody ? null : EMPTY, { status: response.status, statusText: response.reason, headers }));
+      this.#resolve(new Response(nullBody ? null : (whole as Uint8Array<ArrayBuffer>), init));
       this.#pool.release(conn, keepAlive && this.#uploadDone);
       return;
     }
@@ -584,7 +593,7 @@ class Call {
     // From here the timer bounds body reads: re-armed for each one.
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    this.#resolve(new Response(stream, { status: response.status, statusText: response.reason, headers }));
+    this.#resolve(new Response(stream, init));
   }
 
   async #pull(controller: ReadableStreamDefaultController<Uint8Array>, source: BodySource, keepAlive: boolean): Promise<void> {
@@ -623,13 +632,17 @@ class Call {
   }
 
   /** Reads the final response head, skipping 1xx interim ones. */
-  async #readHead(conn: Connection, upload: Promise<void>): Promise<ResponseHead> {
+  async #readHead(conn: Connection, upload: Promise<void> | undefined): Promise<ResponseHead> {
     let budget = this.#maxHeadSize;
     const tooLarge = () => new HttpError(`the response head is larger than ${this.#maxHeadSize} bytes`);
     const truncated = () => new HttpError("the response head ended early");
+    const reader = conn.reader;
     let first = true;
-    const line = async (): Promise<string> => {
-      const bytes = await conn.reader.readLine(budget, tooLarge, truncated);
+    let status: Omit<ResponseHead, "fields"> | undefined;
+    let fields: ResponseHead["fields"] = [];
+    for (;;) {
+      // Lines already buffered are taken without a promise each; only a head split across chunks waits.
+      const bytes = reader.bufferedLine(budget, tooLarge) ?? (await reader.readLine(budget, tooLarge, truncated));
       if (bytes === null) {
         if (first && conn.uses > 0) throw new StaleConnection();
         if (first) {
@@ -642,19 +655,21 @@ class Call {
       first = false;
       budget -= bytes.length + 2;
       if (budget < 0) throw tooLarge();
-      return decodeLatin1(bytes);
-    };
-    for (;;) {
-      const status = parseStatusLine(await line());
-      const fields: ResponseHead["fields"] = [];
-      for (;;) {
-        const fieldLine = await line();
-        if (fieldLine === "") break;
-        if (fieldLine.startsWith(" ") || fieldLine.startsWith("\t")) throw new HttpError("obsolete line folding in the response");
-        fields.push(parseFieldLine(fieldLine));
+      const line = decodeLatin1(bytes);
+      if (status === undefined) {
+        status = parseStatusLine(line);
+        continue;
+      }
+      if (line !== "") {
+        if (line.startsWith(" ") || line.startsWith("\t")) throw new HttpError("obsolete line folding in the response");
+        fields.push(parseFieldLine(line));
+        continue;
       }
       if (status.status >= 200) return { ...status, fields };
       if (status.status === 101) throw new HttpError("the device switched protocols, which fetch cannot follow");
+      // A 1xx interim head: the final one follows.
+      status = undefined;
+      fields = [];
     }
   }
 
@@ -680,6 +695,12 @@ class Call {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** Writes `head`, then `body` (too large to join in one frame). */
+async function sendBoth(writer: StreamIO, head: Uint8Array, body: Uint8Array): Promise<void> {
+  await writer.write(head);
+  await writer.write(body);
+}
 
 /**
  * A yamux stream as a Node `Duplex`, the socket undici and `node:http` expect. `end()` sends FIN;

@@ -280,10 +280,12 @@ export function encodeLatin1(text: string): Uint8Array {
 
 /** The string whose char codes are these bytes (ISO-8859-1; `TextDecoder("latin1")` is windows-1252). */
 export function decodeLatin1(bytes: Uint8Array): string {
-  let text = "";
+  // `apply` takes the typed array as it is; a spread (`...bytes`) iterates it, ten times slower per line.
   const STEP = 8192; // String.fromCharCode's argument count is bounded by the engine's stack.
+  if (bytes.length <= STEP) return String.fromCharCode.apply(null, bytes as unknown as number[]);
+  let text = "";
   for (let i = 0; i < bytes.length; i += STEP) {
-    text += String.fromCharCode(...bytes.subarray(i, i + STEP));
+    text += String.fromCharCode.apply(null, bytes.subarray(i, i + STEP) as unknown as number[]);
   }
   return text;
 }

@@ -4,20 +4,39 @@
  * message stay buffered for the next one (pipelined requests).
  */
 
+import { streamIO, type StreamIO } from "../yamux/stream.js";
+
 const EMPTY = new Uint8Array(0);
 const LF = 0x0a;
 const CR = 0x0d;
 
+/**
+ * The bytes of `conn`: straight from the yamux stream when it is a wslis stream nobody touched (no web
+ * stream reader, writer or promise per chunk), else through its web streams (a wrapped or foreign conn).
+ */
+export function connIO(conn: { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> }): StreamIO {
+  const io = streamIO(conn);
+  if (io !== undefined) return io;
+  const reader = conn.readable.getReader();
+  const writer = conn.writable.getWriter();
+  return {
+    read: () => reader.read().then((result) => (result.done ? null : result.value)),
+    write: (bytes) => writer.write(bytes),
+    cancel: () => void reader.cancel().catch(() => {}),
+    close: () => writer.close(),
+  };
+}
+
 export class ByteReader {
-  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #source: StreamIO;
   /** Unread bytes. */
   #buffer: Uint8Array = EMPTY;
   /** How far #buffer was searched for LF without finding one, so lines spanning chunks cost O(n). */
   #scanned = 0;
   #ended = false;
 
-  constructor(readable: ReadableStream<Uint8Array>) {
-    this.#reader = readable.getReader();
+  constructor(source: StreamIO) {
+    this.#source = source;
   }
 
   /** True when no byte is buffered and the stream has ended. */
@@ -37,21 +56,32 @@ export class ByteReader {
    */
   async readLine(limit: number, tooLong: () => Error, truncated: () => Error): Promise<Uint8Array | null> {
     for (;;) {
-      const lf = this.#buffer.indexOf(LF, this.#scanned);
-      if (lf >= 0) {
-        const end = lf > 0 && this.#buffer[lf - 1] === CR ? lf - 1 : lf;
-        if (end > limit) throw tooLong();
-        const line = this.#buffer.subarray(0, end);
-        this.#consume(lf + 1);
-        return line;
-      }
-      this.#scanned = this.#buffer.length;
-      if (this.#buffer.length > limit) throw tooLong();
+      const line = this.bufferedLine(limit, tooLong);
+      if (line !== undefined) return line;
       if (!(await this.#fill())) {
         if (this.#buffer.length === 0) return null;
         throw truncated();
       }
     }
+  }
+
+  /**
+   * The next line when it is buffered whole, else undefined, without waiting: a head that came in one
+   * chunk is parsed without a promise per line. `readLine(...)` when this gives undefined. Throws
+   * `tooLong()` as `readLine` does.
+   */
+  bufferedLine(limit: number, tooLong: () => Error): Uint8Array | undefined {
+    const lf = this.#buffer.indexOf(LF, this.#scanned);
+    if (lf < 0) {
+      this.#scanned = this.#buffer.length;
+      if (this.#buffer.length > limit) throw tooLong();
+      return undefined;
+    }
+    const end = lf > 0 && this.#buffer[lf - 1] === CR ? lf - 1 : lf;
+    if (end > limit) throw tooLong();
+    const line = this.#buffer.subarray(0, end);
+    this.#consume(lf + 1);
+    return line;
   }
 
   /** Reads up to `max` bytes (at least 1): buffered ones first, else the next chunk. Null at the end. */
@@ -63,19 +93,28 @@ export class ByteReader {
     return bytes;
   }
 
+  /** Exactly `n` bytes when that many are buffered already (no wait), else undefined. */
+  readBuffered(n: number): Uint8Array | undefined {
+    if (this.#buffer.length < n) return undefined;
+    const bytes = this.#buffer.subarray(0, n);
+    this.#consume(n);
+    return bytes;
+  }
+
   /** Stops reading: the rest of the stream is discarded (its window credit goes back to the peer). */
-  cancel(reason?: unknown): void {
+  cancel(): void {
     this.#buffer = EMPTY;
     this.#ended = true;
-    this.#reader.cancel(reason).catch(() => {});
+    this.#source.cancel();
   }
 
   /** Appends the next chunk to the buffer; false at the end of the stream. Rejects if the stream errors. */
   async #fill(): Promise<boolean> {
     if (this.#ended) return false;
     for (;;) {
-      const { done, value } = await this.#reader.read();
-      if (done) {
+      let value = this.#source.read();
+      if (value instanceof Promise) value = await value;
+      if (value === null) {
         this.#ended = true;
         return false;
       }

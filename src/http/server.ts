@@ -24,8 +24,8 @@ import {
   type RequestHead,
   type RequestInfo,
 } from "./head.js";
-import { ByteReader } from "./reader.js";
-import { prepareResponse, statusResponse, writeResponse, type PreparedResponse, type ResponseDecision, type ResponseTarget } from "./response.js";
+import { ByteReader, connIO } from "./reader.js";
+import { prepareResponse, statusResponse, writeResponse, type ByteSink, type PreparedResponse, type ResponseDecision, type ResponseTarget } from "./response.js";
 
 /** Answers one request. Its `request.signal` aborts if the server resets the stream or the session dies. */
 export type HttpHandler = (request: Request) => Response | Promise<Response>;
@@ -113,25 +113,34 @@ function reportToConsole(error: unknown): void {
 const MAX_DISCARD = 256 * 1024;
 
 async function serveConn(conn: HttpConn, handler: HttpHandler, settings: Settings): Promise<void> {
-  const reader = new ByteReader(conn.readable);
-  const writer = conn.writable.getWriter();
+  const io = connIO(conn);
+  const reader = new ByteReader(io);
   // The stream's `closed` rejects on RST or session death: that is what aborts `request.signal`.
-  const lost = new AbortController();
-  conn.closed.catch((error: unknown) => lost.abort(error));
+  let lost: { reason: unknown } | undefined;
+  let serving: RequestSignal | undefined;
+  conn.closed.catch((reason: unknown) => {
+    lost = { reason };
+    serving?.abort(reason);
+  });
   try {
     for (;;) {
       if (settings.signal?.aborted) break;
       const next = await readRequest(reader, settings);
       if (next === null) break; // the client closed its side between requests
       if (next instanceof BadRequestError) {
-        await answerAndClose(writer, next, { head: false, http10: false });
+        await answerAndClose(io, next, { head: false, http10: false });
         break;
       }
-      const exchange = new Exchange(next.head, next.info, reader, writer, settings, lost.signal);
-      if (!(await exchange.run(handler))) break;
+      serving = new RequestSignal();
+      if (lost) serving.abort(lost.reason);
+      const exchange = new Exchange(next.head, next.info, reader, io, settings, serving);
+      const again = await exchange.run(handler);
+      // A loss after the response is not this request's: its signal stays as it is.
+      serving = undefined;
+      if (!again) break;
     }
     reader.cancel();
-    await writer.close();
+    await io.close();
   } catch {
     // The stream was reset, the session died, or a response was cut mid-body: nothing more can be said.
     reader.cancel();
@@ -156,7 +165,7 @@ async function readRequest(reader: ByteReader, settings: Settings): Promise<{ he
 }
 
 /** Answers a request the device refuses by itself, with `Connection: close`. */
-async function answerAndClose(writer: WritableStreamDefaultWriter<Uint8Array>, error: BadRequestError, target: ResponseTarget): Promise<void> {
+async function answerAndClose(writer: ByteSink, error: BadRequestError, target: ResponseTarget): Promise<void> {
   await writeResponse(writer, await prepareResponse(statusResponse(error.status), target), true);
 }
 
@@ -165,25 +174,26 @@ async function readHead(reader: ByteReader, maxHeadSize: number): Promise<Reques
   let budget = maxHeadSize;
   const tooLarge = () => new BadRequestError(431, `the request head is larger than ${maxHeadSize} bytes`);
   const truncated = () => new BadRequestError(400, "the request head ended early");
-  const line = async (): Promise<string | null> => {
-    const bytes = await reader.readLine(budget, tooLarge, truncated);
-    if (bytes === null) return null;
-    budget -= bytes.length + 2;
-    if (budget < 0) throw tooLarge();
-    return decodeLatin1(bytes);
-  };
-
-  // RFC 9112 §2.2: a server should ignore empty lines before the request line (some clients send CRLF after a body).
-  let requestLine = await line();
-  while (requestLine === "") requestLine = await line();
-  if (requestLine === null) return null;
+  let requestLine: string | undefined;
   const fields: RequestHead["fields"] = [];
   for (;;) {
-    const fieldLine = await line();
-    if (fieldLine === null) throw truncated();
-    if (fieldLine === "") break;
-    if (fieldLine.startsWith(" ") || fieldLine.startsWith("\t")) throw new BadRequestError(400, "obsolete line folding");
-    fields.push(parseFieldLine(fieldLine));
+    // Lines already buffered are taken without a promise each; only a head split across chunks waits.
+    const bytes = reader.bufferedLine(budget, tooLarge) ?? (await reader.readLine(budget, tooLarge, truncated));
+    if (bytes === null) {
+      if (requestLine === undefined) return null;
+      throw truncated();
+    }
+    budget -= bytes.length + 2;
+    if (budget < 0) throw tooLarge();
+    const line = decodeLatin1(bytes);
+    if (requestLine === undefined) {
+      // RFC 9112 §2.2: a server should ignore empty lines before the request line (some clients send CRLF after a body).
+      if (line !== "") requestLine = line;
+      continue;
+    }
+    if (line === "") break;
+    if (line.startsWith(" ") || line.startsWith("\t")) throw new BadRequestError(400, "obsolete line folding");
+    fields.push(parseFieldLine(line));
   }
   return { ...parseRequestLine(requestLine), fields };
 }
@@ -201,9 +211,10 @@ const CONTINUE = encodeLatin1("HTTP/1.1 100 Continue\r\n\r\n");
  */
 class Exchange {
   readonly #info: RequestInfo;
-  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #writer: ByteSink;
   readonly #settings: Settings;
-  readonly #lost: AbortSignal;
+  /** The request's signal: `aborted` once the connection is lost while it is served. */
+  readonly #lost: RequestSignal;
   readonly #body: BodySource;
   readonly #target: ResponseTarget;
   readonly #head: RequestHead;
@@ -215,9 +226,9 @@ class Exchange {
     head: RequestHead,
     info: RequestInfo,
     reader: ByteReader,
-    writer: WritableStreamDefaultWriter<Uint8Array>,
+    writer: ByteSink,
     settings: Settings,
-    lost: AbortSignal,
+    lost: RequestSignal,
   ) {
     this.#head = head;
     this.#info = info;
@@ -234,29 +245,20 @@ class Exchange {
   }
 
   async run(handler: HttpHandler): Promise<boolean> {
-    const aborter = new AbortController();
-    const lost = this.#lost;
-    const onLost = () => aborter.abort(lost.reason);
-    if (lost.aborted) onLost();
-    else lost.addEventListener("abort", onLost, { once: true });
     try {
-      try {
-        this.#request = buildRequest(this.#head, this.#info, this.#body, aborter.signal);
-      } catch (error) {
-        if (!(error instanceof BadRequestError)) throw error;
-        await answerAndClose(this.#writer, error, this.#target);
-        return false;
-      }
-      let response: Response;
-      try {
-        response = await callHandler(handler, this.#request);
-      } catch (error) {
-        response = this.#failure(error);
-      }
-      return await this.#respond(response);
-    } finally {
-      lost.removeEventListener("abort", onLost);
+      this.#request = buildRequest(this.#head, this.#info, this.#body, this.#lost);
+    } catch (error) {
+      if (!(error instanceof BadRequestError)) throw error;
+      await answerAndClose(this.#writer, error, this.#target);
+      return false;
     }
+    let response: Response;
+    try {
+      response = await callHandler(handler, this.#request);
+    } catch (error) {
+      response = this.#failure(error);
+    }
+    return await this.#respond(response);
   }
 
   /** RFC 9110 §10.1.1: the client holds the body back until told to go on; we say so when it is first read. */
@@ -340,10 +342,40 @@ function runtimeDropsHeaders(): boolean {
 }
 
 /**
- * A `Request` whose `headers` are every field the client sent, for runtimes whose `Request` constructor
- * filters some: the handler still deserves to see them (Host, Cookie...). It is a real `Request` (body,
- * signal, `instanceof`), and `clone()` keeps the fields; `new Request(request)` copies only what the
- * runtime allows.
+ * The `signal` of one request. An `AbortSignal` costs µs in Node (and a `Request` given one registers a
+ * listener and a finalizer on it), so it is built only when the handler asks for it; it aborts if the
+ * connection is lost (RST, session death) while the request is served.
+ */
+class RequestSignal {
+  #controller: AbortController | undefined;
+  #reason: unknown;
+  /** True once the connection was lost while the request was served. */
+  aborted = false;
+
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.aborted) this.#controller.abort(this.#reason);
+    }
+    return this.#controller.signal;
+  }
+
+  abort(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
+  }
+}
+
+type ReceivedRequestClass = new (url: string, init: RequestInit, headers: Headers | undefined, signal: RequestSignal) => Request;
+
+/**
+ * The `Request` a handler gets: a real one (body, `instanceof`, `clone()`), whose `signal` is the
+ * request's {@link RequestSignal}, and whose `headers` are every field the client sent also in runtimes
+ * whose `Request` constructor filters some (browsers drop Host, Cookie...: the handler still deserves to
+ * see them). `clone()` keeps both; `new Request(request)` copies only what the runtime allows, and its
+ * signal does not follow the connection.
  *
  * The class is made on first use, not when this module loads: in Node, naming the global `Request` loads
  * its fetch implementation (undici, megabytes of heap), and importing wslis must not do that. A Node
@@ -351,53 +383,53 @@ function runtimeDropsHeaders(): boolean {
  * received instead of 1 to 6, and fell from 1× to 0.4–0.7× of raw ws in the two-process benchmark
  * (issue 10; test/startup.test.ts keeps it out).
  */
-let receivedRequest: (new (url: string, init: RequestInit, headers: Headers) => Request) | undefined;
+let receivedRequest: ReceivedRequestClass | undefined;
 
-function receivedRequestClass(): new (url: string, init: RequestInit, headers: Headers) => Request {
+function receivedRequestClass(): ReceivedRequestClass {
   return (receivedRequest ??= class ReceivedRequest extends Request {
-    readonly #headers: Headers;
+    readonly #headers: Headers | undefined;
+    readonly #signal: RequestSignal;
 
-    constructor(url: string, init: RequestInit, headers: Headers) {
+    constructor(url: string, init: RequestInit, headers: Headers | undefined, signal: RequestSignal) {
       super(url, init);
       this.#headers = headers;
+      this.#signal = signal;
     }
 
     override get headers(): Headers {
-      return this.#headers;
+      return this.#headers ?? super.headers;
+    }
+
+    override get signal(): AbortSignal {
+      return this.#signal.signal;
     }
 
     override clone(): Request {
       const copy = super.clone();
-      return new ReceivedRequest(copy.url, cloneInit(copy), new Headers(this.#headers));
+      const init = {
+        method: copy.method,
+        headers: copy.headers,
+        ...(copy.body ? { body: copy.body, duplex: "half" } : {}),
+      } as RequestInit;
+      return new ReceivedRequest(copy.url, init, this.#headers && new Headers(this.#headers), this.#signal);
     }
   });
-}
-
-/** An init that rebuilds `request` (its body stream is moved, not copied: `request` is a fresh clone). */
-function cloneInit(request: Request): RequestInit {
-  return {
-    method: request.method,
-    headers: request.headers,
-    signal: request.signal,
-    ...(request.body ? { body: request.body, duplex: "half" } : {}),
-  } as RequestInit;
 }
 
 /**
  * The fetch `Request` for a head. GET and HEAD cannot carry a body in fetch; theirs (rare, meaningless
  * per RFC 9110 §9.3.1) is left unread and dropped by the connection loop.
  */
-function buildRequest(head: RequestHead, info: RequestInfo, body: BodySource, signal: AbortSignal): Request {
+function buildRequest(head: RequestHead, info: RequestInfo, body: BodySource, signal: RequestSignal): Request {
   const method = head.method;
   const hasBody = !body.complete && method !== "GET" && method !== "HEAD";
   const init = {
     method,
     headers: head.fields,
-    signal,
     ...(hasBody ? { body: body.stream(), duplex: "half" } : {}),
   } as RequestInit;
   try {
-    return runtimeDropsHeaders() ? new (receivedRequestClass())(info.url, init, new Headers(head.fields)) : new Request(info.url, init);
+    return new (receivedRequestClass())(info.url, init, runtimeDropsHeaders() ? new Headers(head.fields) : undefined, signal);
   } catch {
     throw new BadRequestError(400, "the request cannot be represented as a fetch Request");
   }

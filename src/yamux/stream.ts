@@ -144,10 +144,46 @@ export interface StreamInit {
   closeTimeout: number;
 }
 
+/**
+ * The stream's bytes without web streams, for the HTTP layers that own a stream from its first byte
+ * (`serveHttp`, `DeviceHttp`): the same queue, window credit and send path as `readable`/`writable`,
+ * without a reader, a writer and a promise per chunk. Use one or the other on a stream, not both.
+ * @internal
+ */
+export interface StreamIO {
+  /**
+   * The next chunk from the peer: at once when one is queued, else a promise; null at the peer's FIN (or
+   * after `cancel`). Throws (or rejects) with the reason on reset. Credit goes back as chunks are taken.
+   */
+  read(): Uint8Array | null | Promise<Uint8Array | null>;
+  /** Sends `bytes`: undefined when they all went out at once, else a promise for when they did. */
+  write(bytes: Uint8Array): Promise<void> | undefined;
+  /** Drops what is queued and what comes later (its credit goes back to the peer). */
+  cancel(): void;
+  /** Ends the writing side (FIN) once the write in progress went out; see {@link Conn.close}. */
+  close(): Promise<void>;
+}
+
 /** @internal The session's handle on its streams (see {@link StreamControl}). */
 export let streamControl: StreamControl;
 
-/** The yamux layer's stream: a {@link Conn}, which its session drives through private means (above). */
+/**
+ * @internal The {@link StreamIO} of `conn` when it is a wslis stream whose `readable` and `writable` were
+ * never touched; undefined otherwise (the caller uses the web streams).
+ */
+export let streamIO: (conn: unknown) => StreamIO | undefined;
+
+/**
+ * What a waiting read gets: a chunk, null at the peer's FIN (or a canceled read), undefined when the
+ * stream failed (the reason is in #error).
+ */
+type Waiter = (chunk: Uint8Array | null | undefined) => void;
+
+/**
+ * The yamux layer's stream: a {@link Conn}, which its session drives through private means (above).
+ * `readable`, `writable` and `closed` are built on first access: a stream served by the HTTP layer never
+ * builds them (a web stream pair costs tens of µs and a few KB per stream in Node).
+ */
 export class Stream implements Conn {
   static {
     streamControl = {
@@ -155,12 +191,62 @@ export class Stream implements Conn {
       admitData: (stream, length) => stream.#admitData(length),
       fail: (stream, error) => stream.#fail(error),
     };
+    streamIO = (conn) =>
+      conn instanceof Stream && conn.#readable === undefined && conn.#writable === undefined ? new Stream.#IO(conn) : undefined;
   }
 
+  // The objects web streams and the HTTP layers call: methods on a prototype, not closures per stream.
+
+  /** `readable`'s underlying source. */
+  static readonly #Source = class {
+    constructor(readonly stream: Stream) {}
+    start(controller: ReadableStreamDefaultController<Uint8Array>): void {
+      this.stream.#readController = controller;
+      if (this.stream.#error !== undefined) controller.error(this.stream.#error);
+    }
+    pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> | undefined {
+      return this.stream.#pull(controller);
+    }
+    cancel(): void {
+      this.stream.#cancelRead();
+    }
+  };
+
+  /** `writable`'s underlying sink. */
+  static readonly #Sink = class {
+    constructor(readonly stream: Stream) {}
+    start(controller: WritableStreamDefaultController): void {
+      this.stream.#writeController = controller;
+      if (this.stream.#error !== undefined) controller.error(this.stream.#error);
+    }
+    write(chunk: unknown): Promise<void> | undefined {
+      return this.stream.#send(chunk);
+    }
+    close(): void {
+      this.stream.#sendFin();
+    }
+    abort(): void {
+      this.stream.reset();
+    }
+  };
+
+  static readonly #IO = class implements StreamIO {
+    constructor(readonly stream: Stream) {}
+    read(): Uint8Array | null | Promise<Uint8Array | null> {
+      return this.stream.#read();
+    }
+    write(bytes: Uint8Array): Promise<void> | undefined {
+      return this.stream.#send(bytes);
+    }
+    cancel(): void {
+      this.stream.#cancelRead();
+    }
+    close(): Promise<void> {
+      return this.stream.close();
+    }
+  };
+
   readonly streamID: number;
-  readonly readable: ReadableStream<Uint8Array>;
-  readonly writable: WritableStream<Uint8Array>;
-  readonly closed: Promise<void>;
 
   readonly #host: StreamHost;
   /** The receive window granted now; grows up to #maxWindow for a consumer that keeps up. */
@@ -174,13 +260,16 @@ export class Stream implements Conn {
   #acked: boolean;
   /** Why the stream was reset (set on entering Reset, with it). */
   #error: Error | undefined;
-  #resolveClosed!: () => void;
-  #rejectClosed!: (error: Error) => void;
+  /** Built on first access of `closed`, with what settles it. */
+  #closed: Promise<void> | undefined;
+  #settleClosed: ((error?: Error) => void) | undefined;
   #closeTimer: unknown;
 
   // Receive side.
-  #readController!: ReadableStreamDefaultController<Uint8Array>;
-  readonly #queue: Uint8Array[] = [];
+  #readable: ReadableStream<Uint8Array> | undefined;
+  #readController: ReadableStreamDefaultController<Uint8Array> | undefined;
+  /** Chunks nobody has read yet; made when the first one has to wait. */
+  #queue: Uint8Array[] | undefined;
   /** Where small bodies are packed: the buffer, how far it is filled, and where the last queued chunk starts in it. */
   #tail: Uint8Array | undefined;
   #tailFill = 0;
@@ -193,15 +282,17 @@ export class Stream implements Conn {
   #consumed = 0;
   /** The application canceled the readable: not a stream state (the peer may go on sending). */
   #readCanceled = false;
-  #wakeReader: (() => void) | undefined;
+  /** The read waiting for the next chunk (the readable's pull, or a {@link StreamIO} read). */
+  #waiter: Waiter | undefined;
 
   // Send side.
-  #writeController!: WritableStreamDefaultController;
+  #writable: WritableStream<Uint8Array> | undefined;
+  #writeController: WritableStreamDefaultController | undefined;
   /** Bytes this side may send before it needs a WindowUpdate. */
   #sendWindow = INITIAL_WINDOW;
   #wakeWriter: (() => void) | undefined;
   /** The write in progress, so close() can send FIN after it. */
-  #writing: Promise<void> = Promise.resolve();
+  #writing: Promise<void> = SETTLED;
 
   constructor(host: StreamHost, streamID: number, init: StreamInit) {
     this.#host = host;
@@ -211,49 +302,25 @@ export class Stream implements Conn {
     this.#recvWindow = init.window;
     this.#acked = init.acked;
     this.#closeTimeout = init.closeTimeout;
-    this.closed = new Promise<void>((resolve, reject) => {
-      this.#resolveClosed = resolve;
-      this.#rejectClosed = reject;
-    });
-    this.closed.catch(() => {});
+  }
 
-    this.readable = new ReadableStream<Uint8Array>(
-      {
-        start: (controller) => {
-          this.#readController = controller;
-        },
-        pull: (controller) => this.#pull(controller),
-        cancel: () => this.#cancelRead(),
-      },
-      { highWaterMark: 0 },
-    );
-    this.writable = new WritableStream<Uint8Array>(
-      {
-        start: (controller) => {
-          this.#writeController = controller;
-        },
-        write: (chunk) => {
-          // A write that fails leaves the writable errored: reset the stream, so the peer's read does not
-          // wait forever for bytes that will never come (hashicorp/yamux GHSA-29qp-crvh-w22m).
-          let pending: Promise<void> | undefined;
-          try {
-            pending = this.#write(toBytes(chunk), 0);
-          } catch (error) {
-            this.#writeFailed(error);
-            throw error;
-          }
-          pending &&= pending.catch((error: unknown) => {
-            this.#writeFailed(error);
-            throw error;
-          });
-          this.#writing = pending ?? SETTLED;
-          return pending;
-        },
-        close: () => this.#sendFin(),
-        abort: () => this.reset(),
-      },
-      { highWaterMark: 1 },
-    );
+  get readable(): ReadableStream<Uint8Array> {
+    return (this.#readable ??= new ReadableStream<Uint8Array>(new Stream.#Source(this), READ_STRATEGY));
+  }
+
+  get writable(): WritableStream<Uint8Array> {
+    return (this.#writable ??= new WritableStream<Uint8Array>(new Stream.#Sink(this), WRITE_STRATEGY));
+  }
+
+  get closed(): Promise<void> {
+    if (this.#closed === undefined) {
+      if (this.#state === StreamState.Closed) this.#closed = SETTLED;
+      else if (this.#state === StreamState.Reset) this.#closed = Promise.reject(this.#error);
+      else this.#closed = new Promise<void>((resolve, reject) => (this.#settleClosed = (error) => (error ? reject(error) : resolve())));
+      // Never an unhandled rejection: a stream reset nobody watches is not an error of the program.
+      this.#closed.catch(() => {});
+    }
+    return this.#closed;
   }
 
   get state(): StreamState {
@@ -262,11 +329,15 @@ export class Stream implements Conn {
 
   async close(): Promise<void> {
     if (!this.#sending()) return;
-    if (!this.writable.locked) {
+    const writable = this.#writable;
+    if (writable !== undefined && !writable.locked) {
       // Lets writes queued in the WritableStream go first; the sink's close() sends the FIN.
-      await this.writable.close().catch(() => {});
+      await writable.close().catch(() => {});
       return;
     }
+    // A writable built in this task hands its first queued write to the sink only once its start has
+    // settled, one promise job after it was built: let that happen, so that write is the one in progress.
+    if (writable !== undefined) await undefined;
     await this.#writing.catch(() => {});
     this.#sendFin();
   }
@@ -289,7 +360,8 @@ export class Stream implements Conn {
       this.#handleData(frame.body);
     } else if (frame.length > 0) {
       this.#sendWindow += frame.length;
-      this.#wake("writer");
+      this.#wakeWriter?.();
+      this.#wakeWriter = undefined;
     }
     if (frame.flags & Flag.FIN) this.#handleFin();
   }
@@ -303,41 +375,75 @@ export class Stream implements Conn {
   #fail(error: Error): void {
     if (!this.#transition("reset")) return;
     this.#error = error;
-    this.#queue.length = 0;
+    this.#queue = undefined;
     this.#tailQueued = false;
     try {
-      this.#readController.error(error);
+      this.#readController?.error(error);
     } catch {
       // The readable already ended (FIN read to the end): nothing to release.
     }
-    this.#writeController.error(error);
-    this.#wake("reader");
-    this.#wake("writer");
+    this.#writeController?.error(error);
+    this.#wakeReader(undefined);
+    this.#wakeWriter?.();
+    this.#wakeWriter = undefined;
     this.#end();
-    this.#rejectClosed(error);
+    this.#settleClosed?.(error);
   }
 
   // Receive side.
 
+  /** The next chunk for a {@link StreamIO} read (see there). */
+  #read(): Uint8Array | null | Promise<Uint8Array | null> {
+    if (this.#error !== undefined) throw this.#error;
+    const chunk = this.#take();
+    if (chunk !== undefined) return chunk;
+    if (!this.#receiving() || this.#readCanceled) return null;
+    return new Promise<Uint8Array | null>((resolve, reject) => {
+      this.#waiter = (next) => (next === undefined ? reject(this.#error) : resolve(next));
+    });
+  }
+
   /**
-   * The consumer wants a chunk (the readable buffers nothing itself: high water mark 0). One that arrived
-   * is handed over, and its credit goes back; otherwise the read waits, and the next Data frame, FIN or
-   * reset settles it directly.
+   * The consumer of `readable` wants a chunk (the readable buffers nothing itself: high water mark 0). One
+   * that arrived is handed over, and its credit goes back; otherwise the read waits, and the next Data
+   * frame, FIN or reset settles it directly.
    */
   #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> | undefined {
     if (this.#error !== undefined) throw this.#error;
-    const chunk = this.#queue.shift();
+    const chunk = this.#take();
     if (chunk !== undefined) {
-      // Once the tail's chunk is handed out, later small bodies start a new chunk after it.
-      if (this.#queue.length === 0) this.#tailQueued = false;
       controller.enqueue(chunk);
-      this.#grant(chunk.length);
     } else if (!this.#receiving()) {
       controller.close(); // the peer's FIN (a reset threw above)
     } else {
-      return new Promise<void>((resolve) => (this.#wakeReader = resolve));
+      return new Promise<void>((resolve) => {
+        this.#waiter = (next) => {
+          // undefined: the stream failed, and #fail errored the readable already.
+          if (next) controller.enqueue(next);
+          else if (next === null) controller.close();
+          resolve();
+        };
+      });
     }
     return undefined;
+  }
+
+  /** Takes the oldest queued chunk, and returns its credit; undefined when none is queued. */
+  #take(): Uint8Array | undefined {
+    const chunk = this.#queue?.shift();
+    if (chunk === undefined) return undefined;
+    // Once the tail's chunk is handed out, later small bodies start a new chunk after it.
+    if (this.#queue!.length === 0) this.#tailQueued = false;
+    this.#grant(chunk.length);
+    return chunk;
+  }
+
+  /** Settles the waiting read, if any, with `chunk` (see {@link Waiter}). */
+  #wakeReader(chunk: Uint8Array | null | undefined): void {
+    const waiter = this.#waiter;
+    if (waiter === undefined) return;
+    this.#waiter = undefined;
+    waiter(chunk);
   }
 
   #handleData(body: Uint8Array): void {
@@ -354,11 +460,10 @@ export class Stream implements Conn {
       this.#grant(body.length);
       return;
     }
-    if (this.#wakeReader !== undefined) {
+    if (this.#waiter !== undefined) {
       // A read is waiting: this chunk is consumed now.
-      this.#readController.enqueue(body);
       this.#grant(body.length);
-      this.#wake("reader");
+      this.#wakeReader(body);
     } else {
       this.#enqueue(body);
     }
@@ -372,8 +477,9 @@ export class Stream implements Conn {
    * not a million objects.
    */
   #enqueue(body: Uint8Array): void {
+    const queue = (this.#queue ??= []);
     if (body.length >= PACK_BELOW) {
-      this.#queue.push(body.length * 2 >= body.buffer.byteLength ? body : body.slice());
+      queue.push(body.length * 2 >= body.buffer.byteLength ? body : body.slice());
       this.#tailQueued = false;
       return;
     }
@@ -386,13 +492,13 @@ export class Stream implements Conn {
     }
     if (!this.#tailQueued) {
       this.#tailStart = this.#tailFill;
-      this.#queue.push(EMPTY_CHUNK);
+      queue.push(EMPTY_CHUNK);
       this.#tailQueued = true;
     }
     tail.set(body, this.#tailFill);
     this.#tailFill += body.length;
     // The last queued chunk is the tail's bytes since the chunk began; it grows in place.
-    this.#queue[this.#queue.length - 1] = tail.subarray(this.#tailStart, this.#tailFill);
+    queue[queue.length - 1] = tail.subarray(this.#tailStart, this.#tailFill);
   }
 
   /**
@@ -424,21 +530,18 @@ export class Stream implements Conn {
   #cancelRead(): void {
     this.#readCanceled = true;
     let dropped = 0;
-    for (const chunk of this.#queue) dropped += chunk.length;
-    this.#queue.length = 0;
+    for (const chunk of this.#queue ?? []) dropped += chunk.length;
+    this.#queue = undefined;
     this.#tailQueued = false;
     if (dropped > 0) this.#grant(dropped);
-    this.#wake("reader");
+    this.#wakeReader(null);
   }
 
   #handleFin(): void {
     if (!this.#receiving()) return;
-    if (this.#wakeReader !== undefined) {
-      // A read is waiting, so nothing is queued: the readable ends now.
-      this.#readController.close();
-      this.#wake("reader");
-    }
     this.#transition("finReceived");
+    // A read waiting means nothing is queued: the readable ends now.
+    this.#wakeReader(null);
   }
 
   #handleAck(): void {
@@ -448,6 +551,27 @@ export class Stream implements Conn {
   }
 
   // Send side.
+
+  /**
+   * One write, from the writable's sink or a {@link StreamIO}. A write that fails resets the stream, so
+   * the peer's read does not wait forever for bytes that will never come (hashicorp/yamux
+   * GHSA-29qp-crvh-w22m); the writable is left errored.
+   */
+  #send(chunk: unknown): Promise<void> | undefined {
+    let pending: Promise<void> | undefined;
+    try {
+      pending = this.#write(toBytes(chunk), 0);
+    } catch (error) {
+      this.#writeFailed(error);
+      throw error;
+    }
+    pending &&= pending.catch((error: unknown) => {
+      this.#writeFailed(error);
+      throw error;
+    });
+    this.#writing = pending ?? SETTLED;
+    return pending;
+  }
 
   /**
    * Sends `bytes` from `offset` on. Returns nothing when all of it went out at once (the usual case), or
@@ -499,7 +623,7 @@ export class Stream implements Conn {
       if (this.#closeTimeout > 0) this.#closeTimer = this.#host.setTimeout(() => this.reset(), this.#closeTimeout);
     } else if (next === StreamState.Closed) {
       this.#end();
-      this.#resolveClosed();
+      this.#settleClosed?.();
     }
     // Reset: #fail releases readers and writers, then ends the stream.
     return true;
@@ -520,16 +644,12 @@ export class Stream implements Conn {
     if (!this.#acked) this.#handleAck();
     this.#host.streamEnded(this);
   }
-
-  #wake(which: "reader" | "writer"): void {
-    const wake = which === "reader" ? this.#wakeReader : this.#wakeWriter;
-    if (which === "reader") this.#wakeReader = undefined;
-    else this.#wakeWriter = undefined;
-    wake?.();
-  }
 }
 
 const SETTLED = Promise.resolve();
+/** The readable buffers nothing itself (chunks wait in the stream's queue); the writable holds one write. */
+const READ_STRATEGY = { highWaterMark: 0 };
+const WRITE_STRATEGY = { highWaterMark: 1 };
 
 /** Bodies smaller than this (bytes) are packed into shared buffers of PACK_SIZE when queued. */
 const PACK_BELOW = 4096;
