@@ -31,7 +31,7 @@ import { fileURLToPath } from "node:url";
 import WebSocket, { WebSocketServer } from "ws";
 import { dialAndListen } from "../server-node/device.js";
 import { listenAndServe, type Dialer } from "../server-node/index.js";
-import { serveHttp } from "../src/http/server.js";
+import { serveHttp, type HttpConn } from "../src/http/server.js";
 import type { Conn } from "../src/yamux/stream.js";
 
 const BODY = new Uint8Array(1000).fill(0x61); // 1 KB answer
@@ -129,9 +129,9 @@ async function startRig(): Promise<Rig> {
   const listener = await dialAndListen(`ws://127.0.0.1:${server.address().port}/`, { params: { deviceId: "bench" }, reconnect: false });
   // The first byte of a stream says what it is: "r" a raw request/response stream, anything else HTTP.
   const httpConns = { accept: () => nextHttpConn() };
-  const waiting: ((conn: Conn) => void)[] = [];
-  const queued: Conn[] = [];
-  const nextHttpConn = () => new Promise<Conn>((resolve) => (queued.length ? resolve(queued.shift()!) : waiting.push(resolve)));
+  const waiting: ((conn: HttpConn) => void)[] = [];
+  const queued: HttpConn[] = [];
+  const nextHttpConn = () => new Promise<HttpConn>((resolve) => (queued.length ? resolve(queued.shift()!) : waiting.push(resolve)));
   void (async () => {
     for await (const conn of listener) {
       // A stream cut by the end of the run is not a result.
@@ -150,7 +150,7 @@ async function startRig(): Promise<Rig> {
 }
 
 /** Raw streams are answered here; HTTP ones are handed on with their first chunk put back. */
-async function sortStream(conn: Conn, toHttp: (conn: Conn) => void): Promise<void> {
+async function sortStream(conn: Conn, toHttp: (conn: HttpConn) => void): Promise<void> {
   const reader = conn.readable.getReader();
   const first = await reader.read();
   if (first.done) return;
@@ -167,7 +167,7 @@ async function sortStream(conn: Conn, toHttp: (conn: Conn) => void): Promise<voi
         else c.enqueue(value);
       },
     });
-    toHttp(Object.assign(Object.create(conn) as Conn, { readable, writable: conn.writable, closed: conn.closed, reset: () => conn.reset() }));
+    toHttp({ readable, writable: conn.writable, closed: conn.closed, reset: () => conn.reset() });
     return;
   }
   // Raw: every REQUEST.length bytes in, BODY out.

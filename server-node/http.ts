@@ -569,7 +569,11 @@ class Call {
     const init = { status: response.status, statusText: response.reason, headers: response.fields };
     // A body that is all here already (a small answer comes in the frame of its head) is handed over as
     // bytes: no body stream of ours, no timer, and the connection is free for the next request at once.
-    const whole = empty ? EMPTY : framing.kind === "length" ? conn.reader.readBuffered(framing.length) : undefined;
+    let whole: Uint8Array | undefined = empty ? EMPTY : undefined;
+    if (framing.kind === "length" && !empty && conn.reader.buffered >= framing.length) {
+      whole = (await conn.reader.read(framing.length)) ?? undefined; // buffered: no wait for the peer
+      if (this.#state !== "head") return;
+    }
     if (whole !== undefined) {
       this.#state = "done";
       this.#cleanUp();
@@ -661,7 +665,7 @@ class Call {
         continue;
       }
       if (line !== "") {
-        if (line.startsWith(" ") || line.startsWith("\t")) throw new HttpError("obsolete line folding in the response");
+        if (/^[ \t]/.test(line)) throw new HttpError("obsolete line folding in the response");
         fields.push(parseFieldLine(line));
         continue;
       }

@@ -9,7 +9,7 @@ import http from "node:http";
 import { after, before, describe, test } from "node:test";
 import { dialAndListen } from "../server-node/device.js";
 import { DeviceHttp, type Dialer, type Server } from "../server-node/index.js";
-import { serveHttp, type HttpHandler } from "../src/http/server.js";
+import { serveHttp, serveHttpConn, type HttpHandler } from "../src/http/server.js";
 import type { Listener } from "../src/client.js";
 import type { Conn } from "../src/yamux/stream.js";
 import { startServer } from "./helpers/net.js";
@@ -423,6 +423,41 @@ describe("dialer.fetch when things go wrong", () => {
     try {
       const res = await r.dialer.fetch("http://d/");
       await assert.rejects(within(res.text(), 2000, "body after reset"));
+    } finally {
+      await r.close();
+    }
+  });
+});
+
+describe("serveHttp on a conn the application wrapped", () => {
+  test("a device that read the first bytes itself hands on a wrapper: served through its web streams", async () => {
+    const r = await rig({
+      raw: (conn) => {
+        void (async () => {
+          // As a device sorting streams by their first bytes does (bench/http.ts): read, then put them back.
+          const reader = conn.readable.getReader();
+          const first = await reader.read();
+          reader.releaseLock();
+          const rest = conn.readable;
+          const readable = new ReadableStream<Uint8Array>({
+            start: (c) => c.enqueue(first.value!),
+            pull: async (c) => {
+              const more = rest.getReader();
+              const { done, value } = await more.read();
+              more.releaseLock();
+              if (done) c.close();
+              else c.enqueue(value);
+            },
+          });
+          const wrapped = { readable, writable: conn.writable, closed: conn.closed, reset: () => conn.reset() };
+          await serveHttpConn(wrapped, async (request) => new Response(`${request.method} ${new URL(request.url).pathname} ${await request.text()}`));
+        })().catch(() => {});
+      },
+    });
+    try {
+      const res = await r.dialer.fetch("http://d/wrapped", { method: "POST", body: "hola" });
+      assert.equal(await res.text(), "POST /wrapped hola");
+      assert.equal(await (await r.dialer.fetch("http://d/again")).text(), "GET /again ");
     } finally {
       await r.close();
     }

@@ -470,6 +470,40 @@ describe("session pair in memory", () => {
     client.close();
   });
 
+  test("readable, writable and closed built late still tell the stream's end: FIN, reset, both ways closed", async () => {
+    const { client, server } = sessionPair();
+    const accepted = server.accept();
+    const finished = await client.open();
+    const peer = await accepted;
+    // Both sides finish before anyone touched their web streams or `closed`.
+    await peer.close();
+    await finished.close();
+    await until(() => finished.state === "closed" && peer.state === "closed", 1000, "both ways closed");
+    await within(finished.closed, 1000);
+    assert.deepEqual(await readAll(finished.readable), new Uint8Array(0));
+    await assert.rejects(finished.writable.getWriter().write(text("late")), hasCode("ERR_STREAM_CLOSED"));
+
+    const reset = await client.open();
+    reset.reset();
+    await assert.rejects(reset.closed, hasCode("ERR_STREAM_RESET"));
+    await assert.rejects(reset.readable.getReader().read(), hasCode("ERR_STREAM_RESET"));
+    await assert.rejects(reset.writable.getWriter().write(text("x")), hasCode("ERR_STREAM_RESET"));
+    client.close();
+  });
+
+  test("data that arrived before the readable was built is read from it, and credit goes back as it is", async () => {
+    const { client, server, clientEnd, serverEnd } = sessionPair();
+    const accepted = server.accept();
+    const stream = await client.open();
+    const bytes = randomBytes(INITIAL_WINDOW + 100_000, 7); // beyond one window: the rest waits for credit
+    const writing = write(stream, bytes);
+    const peer = await accepted;
+    await quiet([clientEnd, serverEnd]); // a window's worth is queued; the writer waits for credit
+    assert.equal(sha256Hex(await readAll(peer.readable)), sha256Hex(bytes));
+    await within(writing, 1000);
+    client.close();
+  });
+
   test("options are validated eagerly", () => {
     const [end] = memoryPair();
     assert.throws(() => new Session(end, { role: "peer" as "client" }), TypeError);

@@ -6,7 +6,7 @@
  */
 
 import { HttpError } from "../errors.js";
-import { BadRequestError, type BodyFraming } from "./head.js";
+import { BadRequestError, decodeLatin1, type BodyFraming } from "./head.js";
 import type { ByteReader } from "./reader.js";
 
 export interface BodyLimits {
@@ -179,9 +179,7 @@ export class BodySource {
 
   async #readChunkSize(): Promise<number> {
     const line = await this.#line(this.#limits.maxLineSize);
-    let text = "";
-    for (const byte of line) text += String.fromCharCode(byte);
-    const match = CHUNK_SIZE.exec(text);
+    const match = CHUNK_SIZE.exec(decodeLatin1(line));
     if (!match) throw new BadRequestError(400, "malformed chunk size");
     // Chunk extensions (after ";") carry nothing we use; they are bounded by maxLineSize.
     return parseInt(match[1]!, 16);

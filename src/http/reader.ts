@@ -93,14 +93,6 @@ export class ByteReader {
     return bytes;
   }
 
-  /** Exactly `n` bytes when that many are buffered already (no wait), else undefined. */
-  readBuffered(n: number): Uint8Array | undefined {
-    if (this.#buffer.length < n) return undefined;
-    const bytes = this.#buffer.subarray(0, n);
-    this.#consume(n);
-    return bytes;
-  }
-
   /** Stops reading: the rest of the stream is discarded (its window credit goes back to the peer). */
   cancel(): void {
     this.#buffer = EMPTY;

@@ -14,6 +14,7 @@
  */
 
 import { HOP_BY_HOP, encodeLatin1, encodeResponseHead, parseLength, reasonPhrase, statusHasBody } from "./head.js";
+import { messageChannelDefer } from "../yamux/clock.js";
 import { concat } from "./reader.js";
 
 /** Where response bytes go: the connection; a write returns a promise when the caller must wait for it. */
@@ -236,40 +237,15 @@ function asBytes(value: unknown): Uint8Array {
 }
 
 const STILL_PRODUCING = Symbol("still producing");
-type TaskWaiter = (value: typeof STILL_PRODUCING) => void;
-let taskWaiters: TaskWaiter[] = [];
-let taskChannel: MessageChannel | undefined;
+let defer: ((fn: () => void) => void) | undefined;
 
 /**
  * Resolves in the next task of the event loop, after every promise job of the current one:
- * `setImmediate` where there is one (Node: a MessageChannel message costs several times more), else a
- * `MessageChannel` message, not `setTimeout(0)` (Node waits at least 1 ms, browsers clamp nested timers
- * to 4 ms). One wake-up serves every response waiting in the same task.
+ * `setImmediate` where there is one (in Node a `MessageChannel` message costs several times more), else
+ * a `MessageChannel` task, never `setTimeout(0)` (Node waits at least 1 ms, browsers clamp nested timers to
+ * 4 ms and throttle hidden tabs).
  */
 function nextTask(): Promise<typeof STILL_PRODUCING> {
-  return new Promise((resolve) => {
-    if (taskWaiters.push(resolve) > 1) return;
-    const { setImmediate } = globalThis as { setImmediate?: (fn: () => void) => unknown };
-    if (setImmediate !== undefined) {
-      setImmediate(wakeTaskWaiters);
-      return;
-    }
-    if (typeof MessageChannel !== "function") {
-      setTimeout(wakeTaskWaiters, 0);
-      return;
-    }
-    if (!taskChannel) {
-      taskChannel = new MessageChannel();
-      taskChannel.port1.onmessage = wakeTaskWaiters;
-      // Node: an idle port must not keep the process alive.
-      (taskChannel.port1 as { unref?: () => void }).unref?.();
-    }
-    taskChannel.port2.postMessage(null);
-  });
-}
-
-function wakeTaskWaiters(): void {
-  const waiters = taskWaiters;
-  taskWaiters = [];
-  for (const wake of waiters) wake(STILL_PRODUCING);
+  defer ??= (globalThis as { setImmediate?: (fn: () => void) => void }).setImmediate ?? messageChannelDefer();
+  return new Promise((resolve) => defer!(() => resolve(STILL_PRODUCING)));
 }

@@ -117,7 +117,7 @@ async function serveConn(conn: HttpConn, handler: HttpHandler, settings: Setting
   const reader = new ByteReader(io);
   // The stream's `closed` rejects on RST or session death: that is what aborts `request.signal`.
   let lost: { reason: unknown } | undefined;
-  let serving: RequestSignal | undefined;
+  let serving: AbortController | undefined;
   conn.closed.catch((reason: unknown) => {
     lost = { reason };
     serving?.abort(reason);
@@ -131,7 +131,7 @@ async function serveConn(conn: HttpConn, handler: HttpHandler, settings: Setting
         await answerAndClose(io, next, { head: false, http10: false });
         break;
       }
-      serving = new RequestSignal();
+      serving = new AbortController();
       if (lost) serving.abort(lost.reason);
       const exchange = new Exchange(next.head, next.info, reader, io, settings, serving);
       const again = await exchange.run(handler);
@@ -192,7 +192,7 @@ async function readHead(reader: ByteReader, maxHeadSize: number): Promise<Reques
       continue;
     }
     if (line === "") break;
-    if (line.startsWith(" ") || line.startsWith("\t")) throw new BadRequestError(400, "obsolete line folding");
+    if (/^[ \t]/.test(line)) throw new BadRequestError(400, "obsolete line folding");
     fields.push(parseFieldLine(line));
   }
   return { ...parseRequestLine(requestLine), fields };
@@ -213,8 +213,8 @@ class Exchange {
   readonly #info: RequestInfo;
   readonly #writer: ByteSink;
   readonly #settings: Settings;
-  /** The request's signal: `aborted` once the connection is lost while it is served. */
-  readonly #lost: RequestSignal;
+  /** Aborts the request's signal if the connection is lost while it is served. */
+  readonly #lost: AbortController;
   readonly #body: BodySource;
   readonly #target: ResponseTarget;
   readonly #head: RequestHead;
@@ -228,7 +228,7 @@ class Exchange {
     reader: ByteReader,
     writer: ByteSink,
     settings: Settings,
-    lost: RequestSignal,
+    lost: AbortController,
   ) {
     this.#head = head;
     this.#info = info;
@@ -275,7 +275,7 @@ class Exchange {
   #failure(error: unknown): Response {
     const bodyError = this.#body.error;
     if (bodyError instanceof BadRequestError) return statusResponse(bodyError.status);
-    if (!this.#lost.aborted) this.#settings.onError(error, this.#request);
+    if (!this.#lost.signal.aborted) this.#settings.onError(error, this.#request);
     return statusResponse(500);
   }
 
@@ -297,7 +297,7 @@ class Exchange {
       decision = await writeResponse(this.#writer, prepared, close);
     } catch (error) {
       // The head may be out and the body cut: the client must see the message fail, not end short.
-      if (!this.#lost.aborted && !(this.#body.error instanceof BadRequestError)) this.#settings.onError(error, this.#request);
+      if (!this.#lost.signal.aborted && !(this.#body.error instanceof BadRequestError)) this.#settings.onError(error, this.#request);
       throw error;
     }
     if (decision.close) return false;
@@ -341,41 +341,16 @@ function runtimeDropsHeaders(): boolean {
   return dropsForbiddenHeaders;
 }
 
-/**
- * The `signal` of one request. An `AbortSignal` costs µs in Node (and a `Request` given one registers a
- * listener and a finalizer on it), so it is built only when the handler asks for it; it aborts if the
- * connection is lost (RST, session death) while the request is served.
- */
-class RequestSignal {
-  #controller: AbortController | undefined;
-  #reason: unknown;
-  /** True once the connection was lost while the request was served. */
-  aborted = false;
-
-  get signal(): AbortSignal {
-    if (this.#controller === undefined) {
-      this.#controller = new AbortController();
-      if (this.aborted) this.#controller.abort(this.#reason);
-    }
-    return this.#controller.signal;
-  }
-
-  abort(reason: unknown): void {
-    if (this.aborted) return;
-    this.aborted = true;
-    this.#reason = reason;
-    this.#controller?.abort(reason);
-  }
-}
-
-type ReceivedRequestClass = new (url: string, init: RequestInit, headers: Headers | undefined, signal: RequestSignal) => Request;
+type ReceivedRequestClass = new (url: string, init: RequestInit, headers: Headers | undefined, aborter: AbortController) => Request;
 
 /**
- * The `Request` a handler gets: a real one (body, `instanceof`, `clone()`), whose `signal` is the
- * request's {@link RequestSignal}, and whose `headers` are every field the client sent also in runtimes
+ * The `Request` a handler gets: a real one (body, `instanceof`, `clone()`), whose `signal` is its
+ * aborter's (aborted if the connection is lost while the request is served), and whose `headers` are every field the client sent also in runtimes
  * whose `Request` constructor filters some (browsers drop Host, Cookie...: the handler still deserves to
  * see them). `clone()` keeps both; `new Request(request)` copies only what the runtime allows, and its
- * signal does not follow the connection.
+ * signal does not follow the connection. The signal is not given to the `Request` constructor: a
+ * `Request` given one registers a listener and a finalizer on it, and in Node an `AbortController` makes
+ * its `AbortSignal` (several µs) only when asked for it, which most handlers never do.
  *
  * The class is made on first use, not when this module loads: in Node, naming the global `Request` loads
  * its fetch implementation (undici, megabytes of heap), and importing wslis must not do that. A Node
@@ -388,12 +363,12 @@ let receivedRequest: ReceivedRequestClass | undefined;
 function receivedRequestClass(): ReceivedRequestClass {
   return (receivedRequest ??= class ReceivedRequest extends Request {
     readonly #headers: Headers | undefined;
-    readonly #signal: RequestSignal;
+    readonly #aborter: AbortController;
 
-    constructor(url: string, init: RequestInit, headers: Headers | undefined, signal: RequestSignal) {
+    constructor(url: string, init: RequestInit, headers: Headers | undefined, aborter: AbortController) {
       super(url, init);
       this.#headers = headers;
-      this.#signal = signal;
+      this.#aborter = aborter;
     }
 
     override get headers(): Headers {
@@ -401,7 +376,7 @@ function receivedRequestClass(): ReceivedRequestClass {
     }
 
     override get signal(): AbortSignal {
-      return this.#signal.signal;
+      return this.#aborter.signal;
     }
 
     override clone(): Request {
@@ -411,7 +386,7 @@ function receivedRequestClass(): ReceivedRequestClass {
         headers: copy.headers,
         ...(copy.body ? { body: copy.body, duplex: "half" } : {}),
       } as RequestInit;
-      return new ReceivedRequest(copy.url, init, this.#headers && new Headers(this.#headers), this.#signal);
+      return new ReceivedRequest(copy.url, init, this.#headers && new Headers(this.#headers), this.#aborter);
     }
   });
 }
@@ -420,7 +395,7 @@ function receivedRequestClass(): ReceivedRequestClass {
  * The fetch `Request` for a head. GET and HEAD cannot carry a body in fetch; theirs (rare, meaningless
  * per RFC 9110 §9.3.1) is left unread and dropped by the connection loop.
  */
-function buildRequest(head: RequestHead, info: RequestInfo, body: BodySource, signal: RequestSignal): Request {
+function buildRequest(head: RequestHead, info: RequestInfo, body: BodySource, aborter: AbortController): Request {
   const method = head.method;
   const hasBody = !body.complete && method !== "GET" && method !== "HEAD";
   const init = {
@@ -429,7 +404,7 @@ function buildRequest(head: RequestHead, info: RequestInfo, body: BodySource, si
     ...(hasBody ? { body: body.stream(), duplex: "half" } : {}),
   } as RequestInit;
   try {
-    return new (receivedRequestClass())(info.url, init, runtimeDropsHeaders() ? new Headers(head.fields) : undefined, signal);
+    return new (receivedRequestClass())(info.url, init, runtimeDropsHeaders() ? new Headers(head.fields) : undefined, aborter);
   } catch {
     throw new BadRequestError(400, "the request cannot be represented as a fetch Request");
   }

@@ -171,7 +171,7 @@ export let streamControl: StreamControl;
  * @internal The {@link StreamIO} of `conn` when it is a wslis stream whose `readable` and `writable` were
  * never touched; undefined otherwise (the caller uses the web streams).
  */
-export let streamIO: (conn: unknown) => StreamIO | undefined;
+export let streamIO: (conn: object) => StreamIO | undefined;
 
 /**
  * What a waiting read gets: a chunk, null at the peer's FIN (or a canceled read), undefined when the
@@ -191,60 +191,12 @@ export class Stream implements Conn {
       admitData: (stream, length) => stream.#admitData(length),
       fail: (stream, error) => stream.#fail(error),
     };
+    // A brand check, not instanceof: an object made with Object.create(stream) (a wrapper) has no fields.
     streamIO = (conn) =>
-      conn instanceof Stream && conn.#readable === undefined && conn.#writable === undefined ? new Stream.#IO(conn) : undefined;
+      #readable in conn && conn.#readable === undefined && conn.#writable === undefined
+        ? { read: () => conn.#read(), write: (bytes) => conn.#send(bytes), cancel: () => conn.#cancelRead(), close: () => conn.close() }
+        : undefined;
   }
-
-  // The objects web streams and the HTTP layers call: methods on a prototype, not closures per stream.
-
-  /** `readable`'s underlying source. */
-  static readonly #Source = class {
-    constructor(readonly stream: Stream) {}
-    start(controller: ReadableStreamDefaultController<Uint8Array>): void {
-      this.stream.#readController = controller;
-      if (this.stream.#error !== undefined) controller.error(this.stream.#error);
-    }
-    pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> | undefined {
-      return this.stream.#pull(controller);
-    }
-    cancel(): void {
-      this.stream.#cancelRead();
-    }
-  };
-
-  /** `writable`'s underlying sink. */
-  static readonly #Sink = class {
-    constructor(readonly stream: Stream) {}
-    start(controller: WritableStreamDefaultController): void {
-      this.stream.#writeController = controller;
-      if (this.stream.#error !== undefined) controller.error(this.stream.#error);
-    }
-    write(chunk: unknown): Promise<void> | undefined {
-      return this.stream.#send(chunk);
-    }
-    close(): void {
-      this.stream.#sendFin();
-    }
-    abort(): void {
-      this.stream.reset();
-    }
-  };
-
-  static readonly #IO = class implements StreamIO {
-    constructor(readonly stream: Stream) {}
-    read(): Uint8Array | null | Promise<Uint8Array | null> {
-      return this.stream.#read();
-    }
-    write(bytes: Uint8Array): Promise<void> | undefined {
-      return this.stream.#send(bytes);
-    }
-    cancel(): void {
-      this.stream.#cancelRead();
-    }
-    close(): Promise<void> {
-      return this.stream.close();
-    }
-  };
 
   readonly streamID: number;
 
@@ -305,20 +257,41 @@ export class Stream implements Conn {
   }
 
   get readable(): ReadableStream<Uint8Array> {
-    return (this.#readable ??= new ReadableStream<Uint8Array>(new Stream.#Source(this), READ_STRATEGY));
+    return (this.#readable ??= new ReadableStream<Uint8Array>(
+      {
+        start: (controller) => {
+          this.#readController = controller;
+          if (this.#error !== undefined) controller.error(this.#error);
+        },
+        pull: (controller) => this.#pull(controller),
+        cancel: () => this.#cancelRead(),
+      },
+      READ_STRATEGY,
+    ));
   }
 
   get writable(): WritableStream<Uint8Array> {
-    return (this.#writable ??= new WritableStream<Uint8Array>(new Stream.#Sink(this), WRITE_STRATEGY));
+    return (this.#writable ??= new WritableStream<Uint8Array>(
+      {
+        start: (controller) => {
+          this.#writeController = controller;
+          if (this.#error !== undefined) controller.error(this.#error);
+        },
+        write: (chunk) => this.#send(chunk),
+        close: () => this.#sendFin(),
+        abort: () => this.reset(),
+      },
+      WRITE_STRATEGY,
+    ));
   }
 
   get closed(): Promise<void> {
     if (this.#closed === undefined) {
-      if (this.#state === StreamState.Closed) this.#closed = SETTLED;
-      else if (this.#state === StreamState.Reset) this.#closed = Promise.reject(this.#error);
-      else this.#closed = new Promise<void>((resolve, reject) => (this.#settleClosed = (error) => (error ? reject(error) : resolve())));
+      this.#closed = new Promise<void>((resolve, reject) => (this.#settleClosed = (error) => (error ? reject(error) : resolve())));
       // Never an unhandled rejection: a stream reset nobody watches is not an error of the program.
       this.#closed.catch(() => {});
+      // Closed or Reset already: settled now, with the reason of a reset.
+      if (!this.#sending() && !this.#receiving()) this.#settleClosed!(this.#error);
     }
     return this.#closed;
   }
@@ -366,9 +339,10 @@ export class Stream implements Conn {
     if (frame.flags & Flag.FIN) this.#handleFin();
   }
 
+  /** Data beyond the receive window is a protocol error: checked from the header, and again on arrival. */
   #admitData(length: number): void {
     if (length > this.#recvWindow) {
-      throw new ProtocolError(`stream ${this.streamID} announced ${length} bytes with a window of ${this.#recvWindow}`);
+      throw new ProtocolError(`stream ${this.streamID}: ${length} bytes of data with a window of ${this.#recvWindow}`);
     }
   }
 
@@ -377,11 +351,8 @@ export class Stream implements Conn {
     this.#error = error;
     this.#queue = undefined;
     this.#tailQueued = false;
-    try {
-      this.#readController?.error(error);
-    } catch {
-      // The readable already ended (FIN read to the end): nothing to release.
-    }
+    // A readable or writable that already ended ignores this (the spec's error() does nothing then).
+    this.#readController?.error(error);
     this.#writeController?.error(error);
     this.#wakeReader(undefined);
     this.#wakeWriter?.();
@@ -447,11 +418,7 @@ export class Stream implements Conn {
   }
 
   #handleData(body: Uint8Array): void {
-    if (body.length > this.#recvWindow) {
-      throw new ProtocolError(
-        `stream ${this.streamID} received ${body.length} bytes with a window of ${this.#recvWindow}`,
-      );
-    }
+    this.#admitData(body.length);
     if (body.length === 0) return;
     if (this.#epochStart < 0) this.#epochStart = this.#host.now(); // the first epoch starts with the data
     this.#recvWindow -= body.length;
@@ -538,10 +505,8 @@ export class Stream implements Conn {
   }
 
   #handleFin(): void {
-    if (!this.#receiving()) return;
-    this.#transition("finReceived");
     // A read waiting means nothing is queued: the readable ends now.
-    this.#wakeReader(null);
+    if (this.#transition("finReceived")) this.#wakeReader(null);
   }
 
   #handleAck(): void {
@@ -661,5 +626,5 @@ function toBytes(chunk: unknown): Uint8Array {
   if (chunk instanceof Uint8Array) return chunk;
   if (ArrayBuffer.isView(chunk)) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
   if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk);
-  throw new TypeError(`wslis: a stream accepts Uint8Array, ArrayBuffer or ArrayBufferView chunks, not ${typeof chunk}`);
+  throw new TypeError(`wslis: a chunk must be a Uint8Array, an ArrayBuffer or a view, not ${typeof chunk}`);
 }
