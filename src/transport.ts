@@ -10,6 +10,11 @@
  * Outbound backpressure: with send callbacks (Node's `ws`) bytes are counted until their callback runs;
  * otherwise `bufferedAmount` is read, and polled while above the high watermark (browsers have no event
  * for it). Above the high watermark `send` returns false; `drain` fires below the low watermark.
+ *
+ * A polled socket keeps enough buffered to go on sending until the next look: a socket that drains faster
+ * than the low watermark per poll interval would otherwise run dry at every wait (measured in Chromium on
+ * 127.0.0.1: 40% of upload messages found the buffer empty, 0.8x raw ws). Both marks are raised by twice
+ * what it sent between its last two looks, so a slow link still queues little.
  */
 
 import { CloseCode } from "./close-codes.js";
@@ -34,7 +39,11 @@ export interface WebSocketLike {
 export type WebSocketConstructor = new (url: string, protocols?: string | string[], options?: any) => WebSocketLike;
 
 export interface WebSocketTransportOptions {
-  /** Outbound bytes buffered in the WebSocket above which writers wait. Default 1 MiB. */
+  /**
+   * Outbound bytes buffered in the WebSocket above which writers wait. Default 1 MiB. A polled socket
+   * (no send callbacks) raises both marks by twice what it sent between its last two looks at
+   * `bufferedAmount`, at most 4 × this.
+   */
   highWaterMark?: number;
   /** Buffered bytes below which waiting writers resume. Default 256 KiB. */
   lowWaterMark?: number;
@@ -80,6 +89,13 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
   const early: Uint8Array[] = [];
   let earlyClose: { error: Error | undefined } | undefined;
   let polling: unknown;
+  /**
+   * Polled sockets: the last look at `bufferedAmount` while writers wait (when, how much), and the bytes
+   * both marks are raised by: twice what the socket sent between two looks.
+   */
+  let lookedAt = 0;
+  let lookedBuffered = 0;
+  let lead = 0;
   let closed = false;
 
   const onMessage = (event: { data: unknown }) => {
@@ -97,7 +113,7 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
     else early.push(chunk);
     // Hidden pages run timers at most once a second, but messages (WindowUpdates among them) arrive
     // unthrottled: look at the buffer here too, so a waiting writer does not wait for the next poll.
-    if (polling !== undefined && ws.bufferedAmount <= lowWaterMark) {
+    if (polling !== undefined && ws.bufferedAmount <= lowWaterMark + lead) {
       clock.clearTimeout(polling);
       poll();
     }
@@ -118,7 +134,18 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
   function poll(): void {
     polling = undefined;
     if (closed) return;
-    if (ws.bufferedAmount > lowWaterMark) {
+    const buffered = ws.bufferedAmount;
+    // Over a whole interval at least (a message may bring us here sooner). Nothing was sent meanwhile
+    // (writers wait), so the buffer fell by what the socket sent; an empty one only says it sent at least
+    // that much. Twice that covers two intervals as they really are: timers fire late under load, and
+    // hidden pages look once a second.
+    if (clock.now() - lookedAt >= pollInterval) {
+      const twice = 2 * (lookedBuffered - buffered);
+      if (buffered > 0 || twice > lead) lead = Math.min(twice, 4 * highWaterMark);
+      lookedAt = clock.now();
+      lookedBuffered = buffered;
+    }
+    if (buffered > lowWaterMark + lead) {
       polling = clock.setTimeout(poll, pollInterval);
       return;
     }
@@ -166,8 +193,12 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
       }
       ws.send(message); // browsers copy the bytes here: the buffer is free again at once
       onSent();
-      if (ws.bufferedAmount <= highWaterMark) return true;
-      if (polling === undefined) polling = clock.setTimeout(poll, pollInterval);
+      if (ws.bufferedAmount <= highWaterMark + lead) return true;
+      if (polling === undefined) {
+        lookedAt = clock.now();
+        lookedBuffered = ws.bufferedAmount;
+        polling = clock.setTimeout(poll, pollInterval);
+      }
       return false;
     },
     close(reason) {

@@ -419,6 +419,66 @@ test("a bulk writer over a transport with send callbacks reuses its message buff
   session.close();
 });
 
+/**
+ * A browser-like WebSocket (no send callbacks) on a fake clock: it sends `rate` bytes per ms of what is
+ * buffered, and keeps count of the time it sat empty.
+ */
+class DrainingSocket implements WebSocketLike {
+  binaryType = "";
+  readyState = 1;
+  protocol = "";
+  #buffered = 0;
+  #at = 0;
+  dry = 0;
+  peak = 0;
+  constructor(
+    readonly clock: FakeClock,
+    readonly rate: number,
+  ) {}
+  get bufferedAmount(): number {
+    const now = this.clock.now();
+    const left = this.#buffered - (now - this.#at) * this.rate;
+    if (left < 0) this.dry += -left / this.rate;
+    this.#buffered = Math.max(0, left);
+    this.#at = now;
+    return this.#buffered;
+  }
+  send(data: Uint8Array): void {
+    this.#buffered = this.bufferedAmount + data.length;
+    this.peak = Math.max(this.peak, this.#buffered);
+  }
+  close(): void {}
+  addEventListener(): void {}
+  removeEventListener(): void {}
+}
+
+/** A writer with no end of 64 KiB messages on a polled transport over `ws`, for `ms` of fake time. */
+function upload(ws: DrainingSocket, ms: number): void {
+  const transport = webSocketTransport(ws, { clock: ws.clock });
+  const message = new Uint8Array(64 * 1024);
+  const write = () => {
+    for (let i = 0; i < 1000 && transport.send(message, () => {}); i++) {}
+  };
+  transport.start({ data() {}, drain: write, close() {} });
+  write();
+  for (let t = 0; t < ms; t++) ws.clock.advance(1);
+  void ws.bufferedAmount; // counts the dry time up to the end
+  transport.close();
+}
+
+test("webSocketTransport, polled (browsers): a fast socket never runs dry between looks; a slow one queues little more than the high watermark", () => {
+  // 512 KiB per ms, twice the low watermark per 4 ms poll: with fixed marks it sat empty half the time.
+  const fast = new DrainingSocket(new FakeClock(), 512 * 1024);
+  upload(fast, 1000);
+  assert.ok(fast.dry < 20, `the socket sat empty ${fast.dry.toFixed(1)} ms of 1000 (the first looks measure its rate)`);
+  assert.ok(fast.peak <= 5 * 1024 * 1024 + 64 * 1024, `at most 4 x the high watermark more is queued (peak ${fast.peak})`);
+  // 10 KiB per ms (about 10 MB/s): the marks rise by twice what it sends in a 4 ms interval, 80 KiB.
+  const slow = new DrainingSocket(new FakeClock(), 10 * 1024);
+  upload(slow, 1000);
+  assert.ok(slow.peak <= 1024 * 1024 + 80 * 1024 + 64 * 1024 + 1, `a slow socket queues about its high watermark (peak ${slow.peak})`);
+  assert.equal(slow.dry, 0);
+});
+
 test("over real ws: a server with maxStreamWindow 256 KiB and a Node device writing on 4 streams (no 1009)", async () => {
   const size = 4 * 1024 * 1024;
   let resolve!: (value: Uint8Array[]) => void;
