@@ -472,7 +472,11 @@ class Call {
         else if (this.#state === "body" && this.#bodyWaiting) this.fail(new TimeoutError("response body", this.#bodyTimeout));
       }, this.#timeout);
     }
-    this.#request.signal?.addEventListener("abort", this.#onAbort);
+    const signal = this.#request.signal;
+    if (signal) {
+      this.#onAbort = () => this.fail(signal.reason);
+      signal.addEventListener("abort", this.#onAbort);
+    }
     void this.#run();
     return promise;
   }
@@ -491,14 +495,13 @@ class Call {
     if (conn) this.#pool.release(conn, false);
   }
 
-  readonly #onAbort = (): void => {
-    this.fail(this.#request.signal!.reason);
-  };
+  /** Made only for a request with a signal (most have none). */
+  #onAbort: (() => void) | undefined;
 
   #cleanUp(): void {
     clearTimeout(this.#timer);
     this.#calls.delete(this);
-    this.#request.signal?.removeEventListener("abort", this.#onAbort);
+    if (this.#onAbort) this.#request.signal!.removeEventListener("abort", this.#onAbort);
   }
 
   async #run(): Promise<void> {
@@ -567,8 +570,8 @@ class Call {
     const nullBody = response.status === 204 || response.status === 205 || response.status === 304 || request.method === "HEAD";
     // The fields as they are: the Response builds its Headers from them (a Headers of ours would be copied).
     const init = { status: response.status, statusText: response.reason, headers: response.fields };
-    // A body that is all here already (a small answer comes in the frame of its head) is handed over as
-    // bytes: no body stream of ours, no timer, and the connection is free for the next request at once.
+    // A body that is all here already (a small answer comes in the frame of its head) is handed over
+    // whole: no pulls, no timer, and the connection is free for the next request at once.
     let whole: Uint8Array | undefined = empty ? EMPTY : undefined;
     if (framing.kind === "length" && !empty && conn.reader.buffered >= framing.length) {
       whole = (await conn.reader.read(framing.length)) ?? undefined; // buffered: no wait for the peer
@@ -578,7 +581,7 @@ class Call {
       this.#state = "done";
       this.#cleanUp();
       this.#conn = undefined;
-      this.#resolve(new Response(nullBody ? null : (whole as Uint8Array<ArrayBuffer>), init));
+      this.#resolve(new Response(nullBody ? null : wholeBody(whole), init));
       this.#pool.release(conn, keepAlive && this.#uploadDone);
       return;
     }
@@ -699,6 +702,21 @@ class Call {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/**
+ * A body stream holding `bytes`, ended. A stream, not the bytes themselves: undici copies a byte body and
+ * builds a byte stream for it, which reading costs about a third more (measured in Node 20). A view of
+ * less than half its buffer is copied, so a kept body does not pin the whole message it came in.
+ */
+function wholeBody(bytes: Uint8Array): ReadableStream<Uint8Array> {
+  const chunk = bytes.length * 2 >= bytes.buffer.byteLength ? bytes : bytes.slice();
+  return new ReadableStream({
+    start(controller) {
+      if (chunk.length > 0) controller.enqueue(chunk);
+      controller.close();
+    },
+  });
+}
 
 /** Writes `head`, then `body` (too large to join in one frame). */
 async function sendBoth(writer: StreamIO, head: Uint8Array, body: Uint8Array): Promise<void> {

@@ -707,6 +707,24 @@ describe("hostile peers: floods, budgets, limits", () => {
     server.close();
   });
 
+  test("a stream that got one small body before anyone read it holds about that body, not a 16 KiB packing buffer", async () => {
+    const { client, server, clientEnd, serverEnd } = sessionPair({ maxStreams: 4000, acceptBacklog: 4000 });
+    collectGarbage();
+    const before = process.memoryUsage().arrayBuffers;
+    const streams: Conn[] = [];
+    for (let i = 0; i < 2000; i++) {
+      const stream = await client.open();
+      streams.push(stream);
+      void stream.writable.getWriter().write(new Uint8Array([i & 0xff])); // 1 byte each, never read
+    }
+    await quiet([clientEnd, serverEnd]);
+    assert.equal(server.numStreams, 2000);
+    collectGarbage();
+    const perStream = (process.memoryUsage().arrayBuffers - before) / 2000;
+    assert.ok(perStream < 2048, `array buffers held per stream: ${Math.round(perStream)} bytes`);
+    client.close();
+  });
+
   test("open() waiters: one woken by an ACK that fails with ERR_TOO_MANY_STREAMS passes the wake-up on", async () => {
     const { client, server } = sessionPair({ maxStreams: 2, maxUnackedOpens: 1 });
     void (async () => {

@@ -18,6 +18,8 @@ export interface BodyLimits {
   message?: "request" | "response";
 }
 
+const SETTLED = Promise.resolve();
+
 /** What #nextBytes returns when a close-delimited body ends. */
 const EMPTY_END = new Uint8Array(0);
 
@@ -41,7 +43,7 @@ export class BodySource {
   /** Runs before the first read of a non-empty body: sends `100 Continue` when the client waits for it. */
   #beforeFirstRead: (() => Promise<void>) | undefined;
   /** Reads are serialized: the handler's stream and the connection loop's `discard` may both ask. */
-  #tail: Promise<unknown> = Promise.resolve();
+  #tail: Promise<unknown> = SETTLED;
 
   constructor(reader: ByteReader, framing: BodyFraming, limits: BodyLimits, beforeFirstRead?: () => Promise<void>) {
     this.#reader = reader;

@@ -262,11 +262,11 @@ export const HOP_BY_HOP = new Set([
   "upgrade",
 ]);
 
-/** Encodes a status line and header fields, ending with the empty line. */
-export function encodeResponseHead(status: number, statusText: string, fields: Iterable<[string, string]>): Uint8Array {
+/** Encodes a status line and header fields, then `more` (field lines already formatted), and the empty line. */
+export function encodeResponseHead(status: number, statusText: string, fields: Iterable<[string, string]>, more = ""): Uint8Array {
   let text = `HTTP/1.1 ${status} ${statusText || reasonPhrase(status)}\r\n`;
   for (const [name, value] of fields) text += `${name}: ${value}\r\n`;
-  return encodeLatin1(`${text}\r\n`);
+  return encodeLatin1(`${text}${more}\r\n`);
 }
 
 /** Bytes of a string whose chars are all below 0x100 (what `Headers` guarantees). */

@@ -20,7 +20,7 @@ export function connIO(conn: { readable: ReadableStream<Uint8Array>; writable: W
   const reader = conn.readable.getReader();
   const writer = conn.writable.getWriter();
   return {
-    read: () => reader.read().then((result) => (result.done ? null : result.value)),
+    read: async () => (await reader.read()).value ?? null, // undefined when done
     write: (bytes) => writer.write(bytes),
     cancel: () => void reader.cancel().catch(() => {}),
     close: () => writer.close(),

@@ -143,12 +143,12 @@ export async function prepareResponse(response: Response, target: ResponseTarget
  */
 export async function writeResponse(sink: ByteSink, prepared: PreparedResponse, close: boolean): Promise<ResponseDecision> {
   const { framing } = prepared;
-  const fields = prepared.fields.slice();
-  if (close) fields.push(["connection", "close"]);
-  if (framing.kind === "length") fields.push(["content-length", String(framing.length)]);
-  else if (framing.kind === "chunked") fields.push(["transfer-encoding", "chunked"]);
-  else if (framing.kind === "none" && prepared.headLength !== undefined) fields.push(["content-length", String(prepared.headLength)]);
-  const head = encodeResponseHead(prepared.status, prepared.statusText, fields);
+  // The framing's own fields, after the handler's.
+  let own = close ? "connection: close\r\n" : "";
+  if (framing.kind === "length") own += `content-length: ${framing.length}\r\n`;
+  else if (framing.kind === "chunked") own += "transfer-encoding: chunked\r\n";
+  else if (framing.kind === "none" && prepared.headLength !== undefined) own += `content-length: ${prepared.headLength}\r\n`;
+  const head = encodeResponseHead(prepared.status, prepared.statusText, prepared.fields, own);
   const decision: ResponseDecision = { framing, close: close || framing.kind === "close" };
 
   const rest = prepared.rest;

@@ -51,9 +51,9 @@ type StreamEvent = "finSent" | "finReceived" | "reset";
 
 /** The transitions of the diagram above; a missing entry is no transition (the event changes nothing). */
 const TRANSITIONS: Record<StreamState, Partial<Record<StreamEvent, StreamState>>> = {
-  open: { finSent: StreamState.LocalClose, finReceived: StreamState.RemoteClose, reset: StreamState.Reset },
-  localClose: { finReceived: StreamState.Closed, reset: StreamState.Reset },
-  remoteClose: { finSent: StreamState.Closed, reset: StreamState.Reset },
+  open: { finSent: "localClose", finReceived: "remoteClose", reset: "reset" },
+  localClose: { finReceived: "closed", reset: "reset" },
+  remoteClose: { finSent: "closed", reset: "reset" },
   closed: {},
   reset: {},
 };
@@ -152,8 +152,9 @@ export interface StreamInit {
  */
 export interface StreamIO {
   /**
-   * The next chunk from the peer: at once when one is queued, else a promise; null at the peer's FIN (or
-   * after `cancel`). Throws (or rejects) with the reason on reset. Credit goes back as chunks are taken.
+   * The next chunk from the peer: at once when one is queued, else a promise; null at the peer's FIN (a
+   * read waiting when `cancel` is called gets null too; none may follow). Throws (or rejects) with the
+   * reason on reset. Credit goes back as chunks are taken.
    */
   read(): Uint8Array | null | Promise<Uint8Array | null>;
   /** Sends `bytes`: undefined when they all went out at once, else a promise for when they did. */
@@ -208,7 +209,7 @@ export class Stream implements Conn {
   #epochStart = -1;
   #epochConsumed = 0;
   readonly #closeTimeout: number;
-  #state: StreamState = StreamState.Open;
+  #state: StreamState = "open";
   #acked: boolean;
   /** Why the stream was reset (set on entering Reset, with it). */
   #error: Error | undefined;
@@ -316,7 +317,7 @@ export class Stream implements Conn {
   }
 
   reset(): void {
-    if (this.#state === StreamState.Closed || this.#state === StreamState.Reset) return;
+    if (!this.#sending() && !this.#receiving()) return; // Closed or Reset already
     this.#host.sendWindowUpdate(this.streamID, Flag.RST, 0);
     this.#fail(new StreamResetError(this.streamID, false));
   }
@@ -339,7 +340,10 @@ export class Stream implements Conn {
     if (frame.flags & Flag.FIN) this.#handleFin();
   }
 
-  /** Data beyond the receive window is a protocol error: checked from the header, and again on arrival. */
+  /**
+   * Data beyond the receive window is a protocol error, refused from the frame's header before its body is
+   * buffered (the session calls this for every Data header with a body, so #handleData need not again).
+   */
   #admitData(length: number): void {
     if (length > this.#recvWindow) {
       throw new ProtocolError(`stream ${this.streamID}: ${length} bytes of data with a window of ${this.#recvWindow}`);
@@ -368,35 +372,21 @@ export class Stream implements Conn {
     if (this.#error !== undefined) throw this.#error;
     const chunk = this.#take();
     if (chunk !== undefined) return chunk;
-    if (!this.#receiving() || this.#readCanceled) return null;
+    if (!this.#receiving()) return null;
     return new Promise<Uint8Array | null>((resolve, reject) => {
       this.#waiter = (next) => (next === undefined ? reject(this.#error) : resolve(next));
     });
   }
 
   /**
-   * The consumer of `readable` wants a chunk (the readable buffers nothing itself: high water mark 0). One
-   * that arrived is handed over, and its credit goes back; otherwise the read waits, and the next Data
-   * frame, FIN or reset settles it directly.
+   * The consumer of `readable` wants a chunk (the readable buffers nothing itself: high water mark 0): one
+   * that arrived is handed over at once, and its credit goes back; otherwise the next Data frame, FIN or
+   * reset settles the read (on reset #fail has errored the readable already).
    */
-  #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> | undefined {
-    if (this.#error !== undefined) throw this.#error;
-    const chunk = this.#take();
-    if (chunk !== undefined) {
-      controller.enqueue(chunk);
-    } else if (!this.#receiving()) {
-      controller.close(); // the peer's FIN (a reset threw above)
-    } else {
-      return new Promise<void>((resolve) => {
-        this.#waiter = (next) => {
-          // undefined: the stream failed, and #fail errored the readable already.
-          if (next) controller.enqueue(next);
-          else if (next === null) controller.close();
-          resolve();
-        };
-      });
-    }
-    return undefined;
+  async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    const chunk = await this.#read();
+    if (chunk === null) controller.close();
+    else controller.enqueue(chunk);
   }
 
   /** Takes the oldest queued chunk, and returns its credit; undefined when none is queued. */
@@ -418,7 +408,6 @@ export class Stream implements Conn {
   }
 
   #handleData(body: Uint8Array): void {
-    this.#admitData(body.length);
     if (body.length === 0) return;
     if (this.#epochStart < 0) this.#epochStart = this.#host.now(); // the first epoch starts with the data
     this.#recvWindow -= body.length;
@@ -441,11 +430,12 @@ export class Stream implements Conn {
    * whatever the peer sends: a body is a view of the message it came in, and a small view would keep
    * the whole message alive (a peer could pin megabytes with one byte per message), so a view of less
    * than half its buffer is copied; small bodies are packed together, so a million 1-byte frames are
-   * not a million objects.
+   * not a million objects. A body queued alone is kept as it is (copied if a small view): a stream that
+   * got one small body before it was read holds about that body, not a packing buffer.
    */
   #enqueue(body: Uint8Array): void {
     const queue = (this.#queue ??= []);
-    if (body.length >= PACK_BELOW) {
+    if (body.length >= PACK_BELOW || queue.length === 0) {
       queue.push(body.length * 2 >= body.buffer.byteLength ? body : body.slice());
       this.#tailQueued = false;
       return;
@@ -583,10 +573,10 @@ export class Stream implements Conn {
     const next = TRANSITIONS[this.#state][event];
     if (next === undefined) return false;
     this.#state = next;
-    if (next === StreamState.LocalClose) {
+    if (next === "localClose") {
       // Our FIN is out; a peer that never sends its own would hold the stream forever.
       if (this.#closeTimeout > 0) this.#closeTimer = this.#host.setTimeout(() => this.reset(), this.#closeTimeout);
-    } else if (next === StreamState.Closed) {
+    } else if (next === "closed") {
       this.#end();
       this.#settleClosed?.();
     }
@@ -596,12 +586,12 @@ export class Stream implements Conn {
 
   /** We may still send (no FIN sent, not reset). */
   #sending(): boolean {
-    return this.#state === StreamState.Open || this.#state === StreamState.RemoteClose;
+    return this.#state === "open" || this.#state === "remoteClose";
   }
 
   /** The peer may still send (no FIN received, not reset). */
   #receiving(): boolean {
-    return this.#state === StreamState.Open || this.#state === StreamState.LocalClose;
+    return this.#state === "open" || this.#state === "localClose";
   }
 
   #end(): void {
@@ -616,7 +606,7 @@ const SETTLED = Promise.resolve();
 const READ_STRATEGY = { highWaterMark: 0 };
 const WRITE_STRATEGY = { highWaterMark: 1 };
 
-/** Bodies smaller than this (bytes) are packed into shared buffers of PACK_SIZE when queued. */
+/** Bodies smaller than this (bytes) are packed into shared buffers of PACK_SIZE when queued behind others. */
 const PACK_BELOW = 4096;
 const PACK_SIZE = 16 * 1024;
 const EMPTY_CHUNK = new Uint8Array(0);
