@@ -12,6 +12,7 @@ import { listenAndServe } from "../server-node/index.js";
 import { freePort, startRedis, type RedisProcess } from "./helpers/redis.js";
 import { kilobyte } from "./helpers/cluster.js";
 import { until } from "./helpers/assert.js";
+import { PLACEMENT_MAX_AGE } from "../server-node/cluster/redis.js";
 
 const SECRET = "a-cluster-secret-for-tests";
 const TTL = 4000;
@@ -212,19 +213,34 @@ describe("three nodes, one fleet", () => {
     await until(async () => (await run(a, "lookup", { device: "mover" })) === null, 5000, "mover gone from the fleet", 50);
   });
 
-  test("Redis frozen, then back: local calls never fail, cross-node calls fail fast, then work again", async () => {
+  test("Redis frozen past the ttl, then back: local calls never fail, cross-node calls fail fast, then work again", async () => {
     const [a, b] = nodes as [Node, Node, Node];
     redis.pause();
+    const paused = Date.now();
     try {
+      // Placements found in the last PLACEMENT_MAX_AGE ms are still used (node b is fine): past it, the
+      // directory must be asked, and it does not answer.
+      await new Promise((resolve) => setTimeout(resolve, PLACEMENT_MAX_AGE + 100));
       const local = await run(b, "call", { device: "b1", timeout: 2000 });
       assert.equal(local.text, "b1");
       const cross = await run(a, "call", { device: "b1", timeout: 5000 });
       assert.equal(cross.error?.code, "ERR_CLUSTER_UNAVAILABLE");
       assert.ok(cross.ms < 2500, `failed after ${cross.ms} ms, not at the timeout`);
+      // Frozen past the ttl: Redis expires every lease and entry as it wakes, and then runs the renewals
+      // queued meanwhile, whose answers went to timeouts (regression: the lease came back, the entries not).
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, paused + TTL + 500 - Date.now())));
     } finally {
       redis.resume();
     }
-    await until(async () => (await run(a, "call", { device: "b1", timeout: 2000 })).text === "b1", 10_000, "cross-node call after Redis came back", 50);
+    let last: unknown;
+    await until(
+      async () => ((last = await run(a, "call", { device: "b1", timeout: 2000 })) as { text?: string }).text === "b1",
+      10_000,
+      "cross-node call after Redis came back",
+      50,
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}: ${JSON.stringify(last)}`);
+    });
   });
 
   test("Redis stopped and restarted empty: local calls never fail, cross-node calls fail at once, and the directory heals", async () => {

@@ -76,7 +76,12 @@ export interface Directory {
    * Where a device that is not on this node is connected, or undefined when no node has it. Throws
    * `ClusterUnavailableError` when the directory cannot be asked.
    */
-  find(id: string): Promise<Placement | undefined>;
+  find(id: string, options?: { fresh?: boolean }): Promise<Placement | undefined>;
+  /**
+   * A call through the placement of `id` failed (its node did not answer, or no longer has that
+   * connection): the next `find` asks again.
+   */
+  forget(id: string): void;
   /** Every device of the fleet, once each. Throws `ClusterUnavailableError` when the directory cannot be asked. */
   list(): AsyncIterable<DeviceRecord>;
   /** The record of a device connected to this node. */
@@ -132,6 +137,8 @@ export class MemoryDirectory implements Directory {
   async find(): Promise<undefined> {
     return undefined;
   }
+
+  forget(): void {}
 
   async *list(): AsyncIterable<DeviceRecord> {
     for (const dialer of [...this.#devices.values()]) yield localRecord(dialer, this.node, this.#lastSeen);

@@ -4,7 +4,7 @@
  * (see peer.ts); one no node has fails at once with `ERR_DEVICE_NOT_FOUND`.
  */
 
-import { DeviceNotFoundError } from "../../src/errors.js";
+import { ClusterUnavailableError, DeviceNotFoundError } from "../../src/errors.js";
 import type { Conn } from "../../src/yamux/stream.js";
 import type { DialOptions, Dialer } from "../dialer.js";
 import type { FetchInit } from "../http.js";
@@ -38,14 +38,34 @@ export class Fleet {
     const local = this.#devices.get(id);
     if (local) return local.fetch(input, init);
     const placement = await this.#remote(id);
-    return this.#peers!.fetch(placement, input, init);
+    // A request whose body is a stream cannot be sent twice; anything else can.
+    const replayable = !(init?.body instanceof ReadableStream) && !(input instanceof Request && input.body !== null && init?.body === undefined);
+    return this.#through(placement, replayable, (p) => this.#peers!.fetch(p, input, init));
   }
 
   async dial(id: string, options?: DialOptions): Promise<FleetConn> {
     const local = this.#devices.get(id);
     if (local) return local.dial(options);
     const placement = await this.#remote(id);
-    return this.#peers!.dial(placement, options);
+    return this.#through(placement, true, (p) => this.#peers!.dial(p, options));
+  }
+
+  /**
+   * A call through the device's node. The placement may be out of date (the directory keeps recent ones,
+   * and the device may move meanwhile anyway): when its node answers that it no longer has that connection
+   * (nothing reached any device), the directory is asked again, and if the device is elsewhere now the
+   * call goes there, once. A node that does not answer is forgotten too; that call fails.
+   */
+  async #through<T>(placement: Placement, replayable: boolean, call: (placement: Placement) => Promise<T>): Promise<T> {
+    try {
+      return await call(placement);
+    } catch (error) {
+      if (error instanceof ClusterUnavailableError) this.#directory.forget(placement.id);
+      if (!(error instanceof DeviceNotFoundError)) throw error;
+      const now = await this.#directory.find(placement.id, { fresh: true }).catch(() => undefined);
+      if (!replayable || !now || now.node === this.#directory.node || (now.node === placement.node && now.generation === placement.generation)) throw error;
+      return call(now);
+    }
   }
 
   async lookup(id: string): Promise<DeviceRecord | undefined> {

@@ -93,7 +93,8 @@ return 0
 `;
 
 // Renews node ARGV[1]'s lease (ARGV[2] ms) and its entries. Returns { lease existed (1/0), ids in its set
-// whose entry is not its own any more, and with ARGV[5] = "1" its own entries as id, generation, ... }.
+// whose entry is not its own any more, with ARGV[5] = "1" its own entries as id, generation, ..., and how
+// many own entries it kept }.
 const RENEW = `
 local existed = redis.call('EXISTS', KEYS[1])
 local t = redis.call('TIME')
@@ -102,11 +103,13 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[1])
 local lost = {}
 local owned = {}
+local kept = 0
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   local key = ARGV[4] .. 'dev:' .. id
   local e = redis.call('HMGET', key, 'node', 'gen')
   if e[1] == ARGV[1] then
     redis.call('PEXPIRE', key, ARGV[2])
+    kept = kept + 1
     if ARGV[5] == '1' then owned[#owned + 1] = id; owned[#owned + 1] = e[2] end
   else
     redis.call('SREM', KEYS[2], id)
@@ -114,7 +117,7 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   end
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return {existed, lost, owned}
+return {existed, lost, owned, kept}
 `;
 
 // Where device KEYS[1] is: { node, gen, connectedAt, advertise, renewedAt }, or false (none, or its node's lease expired).
@@ -146,10 +149,24 @@ type Claim = [won: number, generation: string, previousNode: string | null, prev
 interface Scripts {
   wslisClaim(dev: string, gen: string, devices: string, node: string, id: string, generation: string, connectedAt: number, ttl: number, channel: string): Promise<Claim>;
   wslisRelease(dev: string, devices: string, node: string, id: string, generation: string, channel: string, reason: string): Promise<number>;
-  wslisRenew(lease: string, devices: string, nodes: string, node: string, ttl: number, advertise: string, prefix: string, listOwned: string): Promise<[number, string[], string[]]>;
+  wslisRenew(
+    lease: string,
+    devices: string,
+    nodes: string,
+    node: string,
+    ttl: number,
+    advertise: string,
+    prefix: string,
+    listOwned: string,
+  ): Promise<[existed: number, lost: string[], owned: string[], kept: number]>;
   wslisFind(dev: string, prefix: string): Promise<[string, string, string, string, string] | null>;
   wslisLeave(lease: string, devices: string, nodes: string, node: string, prefix: string, channel: string): Promise<number>;
 }
+
+/** How long a placement found in Redis is used without asking again, in ms (see RedisDirectory #placements). */
+export const PLACEMENT_MAX_AGE = 1000;
+/** Most placements kept; the oldest goes first. */
+const PLACEMENT_CACHE_SIZE = 10_000;
 
 /** A generated node id: the host's name is not unique enough (containers, restarts). */
 export function generatedNodeId(): string {
@@ -175,18 +192,37 @@ export class RedisDirectory implements Directory {
   #closed = false;
   #draining = false;
   #wasUp = false;
+  /**
+   * Placements of devices on other nodes, found recently: a cross-node call is then one hop, not a
+   * Redis round trip and a hop. An entry goes when an event names its device (connect, replace,
+   * disconnect: every change of an entry publishes one), when a call through it fails, and after
+   * PLACEMENT_MAX_AGE ms in any case (a node whose lease expired publishes nothing). Entries are kept only
+   * while the subscriber listens: events missed while it reconnects cannot leave one behind.
+   */
+  readonly #placements = new Map<string, { placement: Placement; at: number }>();
+  /** Lookups in flight by id, shared by concurrent calls; `stale` once an event overtook one. */
+  readonly #finding = new Map<string, { promise: Promise<Placement | undefined>; stale: boolean }>();
+  /** The subscriber is subscribed (events reach us). */
+  #listening = false;
+  /** Resolves when Redis is first ready, or #startupWait ms after the start (see `ready`). */
+  readonly #started: Promise<void>;
+  /** #started resolved: from now on a Redis away fails calls at once. */
+  #startedDone = false;
+  /** How long a call waits for Redis's first connection, in ms (the bound of a Redis that hangs). */
+  readonly #startupWait: number;
 
   constructor(options: RedisDirectoryOptions) {
     this.#options = options;
     this.node = options.nodeId;
     const p = options.prefix;
     this.#channel = `${p}events`;
+    this.#startupWait = Math.max(1000, Math.min(2000, options.ttl / 2));
     const settings = {
       // Commands fail at once while Redis is away, instead of queueing: cross-node calls fail fast.
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       // A Redis that hangs (rather than closing) is as good as away after this.
-      commandTimeout: Math.max(1000, Math.min(2000, options.ttl / 2)),
+      commandTimeout: this.#startupWait,
       retryStrategy: (attempt: number) => Math.min(100 * 2 ** Math.min(attempt, 5), 2000),
       lazyConnect: false,
     };
@@ -204,22 +240,55 @@ export class RedisDirectory implements Directory {
     this.#redis.defineCommand("wslisRenew", { numberOfKeys: 3, lua: RENEW });
     this.#redis.defineCommand("wslisFind", { numberOfKeys: 1, lua: FIND });
     this.#redis.defineCommand("wslisLeave", { numberOfKeys: 3, lua: LEAVE });
-    // The subscriber queues its SUBSCRIBE until connected, and resubscribes after every reconnection.
-    this.#subscriber = client.duplicate({ ...settings, enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: undefined });
+    // The subscriber subscribes on every connection itself (not ioredis's autoResubscribe), so it knows
+    // from when on events reach it (see #placements).
+    this.#subscriber = client.duplicate({
+      ...settings,
+      enableOfflineQueue: true,
+      maxRetriesPerRequest: null,
+      commandTimeout: undefined,
+      autoResubscribe: false,
+    });
 
     this.#redis.on("error", (error: Error) => this.#trouble(error));
     this.#subscriber.on("error", () => {});
+    let started!: () => void;
+    this.#started = new Promise<void>((resolve) => (started = resolve)).then(() => {
+      this.#startedDone = true;
+    });
+    const startTimer = setTimeout(started, this.#startupWait);
+    startTimer.unref?.();
+    this.#redis.once("ready", () => {
+      clearTimeout(startTimer);
+      started();
+    });
     this.#redis.on("ready", () => {
       // Back (or up for the first time, or restarted empty): renew at once, which claims every live device again.
       void this.#renew(true);
     });
     this.#redis.on("close", () => {
+      this.#forgetAll();
       if (this.#wasUp && !this.#closed) this.#options.logger.warn(`wslis: cluster node ${this.node} lost Redis; local devices are still served`);
       this.#wasUp = false;
     });
     this.#subscriber.on("message", (_channel: string, message: string) => this.#handleEvent(message));
-    this.#subscriber.subscribe(this.#channel).catch(() => {});
-    if (this.#redis.status === "ready") void this.#renew(true);
+    this.#subscriber.on("ready", () => {
+      this.#subscriber.subscribe(this.#channel).then(
+        () => {
+          if (this.#subscriber.status === "ready") this.#listening = true;
+        },
+        () => {},
+      );
+    });
+    this.#subscriber.on("close", () => {
+      this.#listening = false;
+      this.#forgetAll();
+    });
+    if (this.#redis.status === "ready") {
+      clearTimeout(startTimer);
+      started();
+      void this.#renew(true);
+    }
   }
 
   #key(kind: "gen" | "dev" | "node" | "devices", id: string): string {
@@ -314,6 +383,7 @@ export class RedisDirectory implements Directory {
       return;
     }
     const { type, id, node } = event;
+    if (typeof id === "string") this.forget(id);
     if (typeof id !== "string" || typeof node !== "string" || node === this.node) return;
     if (type !== "connect" && type !== "replace" && type !== "disconnect") return;
     const generation = Number(event.generation);
@@ -355,8 +425,11 @@ export class RedisDirectory implements Directory {
     let existed: number;
     let lost: string[];
     let owned: string[];
+    let kept: number;
+    // Devices claimed before this renewal: each should have its entry.
+    const claimed = [...this.#local.values()].filter((dialer) => this.#generations.has(dialer)).length;
     try {
-      [existed, lost, owned] = await this.#redis.wslisRenew(
+      [existed, lost, owned, kept] = await this.#redis.wslisRenew(
         this.#key("node", this.node),
         this.#key("devices", this.node),
         `${this.#options.prefix}nodes`,
@@ -378,20 +451,58 @@ export class RedisDirectory implements Directory {
         await this.#release(id, generation, "ERR_CONNECTION_LOST");
       }
     }
+    // Redis forgot entries of ours: restarted empty, or our lease expired (a Redis frozen past ttl expires
+    // it on waking, and then a renewal of ours queued before the freeze may have made the lease again, its
+    // answer lost to a timeout: so the entries are counted, not just the lease looked at).
+    const forgot = existed === 0 || kept + lost.length < claimed;
     if (!this.#wasUp) {
-      if (resync && existed === 0 && this.#local.size > 0) {
+      if (resync && forgot && this.#local.size > 0) {
         this.#options.logger.info?.(`wslis: cluster node ${this.node} registers its ${this.#local.size} devices again`);
       }
       this.#wasUp = true;
     }
     // Claim again what Redis forgot (restarted empty, our lease expired) or what the set says we lost:
     // the claim script keeps what is still ours and tells us what a newer connection took.
-    const again = resync || existed === 0 ? [...this.#local.values()] : lost.flatMap((id) => this.#local.get(id) ?? []);
+    const again = resync || forgot ? [...this.#local.values()] : lost.flatMap((id) => this.#local.get(id) ?? []);
     await Promise.all(again.map((dialer) => this.#claim(dialer)));
   }
 
-  async find(id: string): Promise<Placement | undefined> {
-    if (!this.#up) throw new ClusterUnavailableError(`the cluster directory (Redis) is unreachable from node ${this.node}`);
+  find(id: string, options: { fresh?: boolean } = {}): Promise<Placement | undefined> {
+    // Just started: Redis has not answered yet. Waiting (a few ms, usually) beats failing a call that
+    // would work; once it was up, a Redis that goes away fails calls at once.
+    if (!this.#up && !this.#startedDone) return this.#started.then(() => this.#findNow(id, options));
+    return this.#findNow(id, options);
+  }
+
+  #findNow(id: string, options: { fresh?: boolean }): Promise<Placement | undefined> {
+    if (!this.#up) return Promise.reject(new ClusterUnavailableError(`the cluster directory (Redis) is unreachable from node ${this.node}`));
+    if (!options.fresh) {
+      const cached = this.#placements.get(id);
+      if (cached && performance.now() - cached.at < PLACEMENT_MAX_AGE) return Promise.resolve(cached.placement);
+      const inFlight = this.#finding.get(id);
+      if (inFlight && !inFlight.stale) return inFlight.promise;
+    }
+    this.#placements.delete(id);
+    const lookup = { promise: this.#lookUp(id), stale: !this.#listening };
+    this.#finding.set(id, lookup);
+    return lookup.promise.then(
+      (placement) => {
+        if (this.#finding.get(id) === lookup) this.#finding.delete(id);
+        // Kept only if no event about this device came meanwhile (the answer may predate it).
+        if (placement && !lookup.stale && this.#listening) {
+          if (this.#placements.size >= PLACEMENT_CACHE_SIZE) this.#placements.delete(this.#placements.keys().next().value!);
+          this.#placements.set(id, { placement, at: performance.now() });
+        }
+        return placement;
+      },
+      (error: unknown) => {
+        if (this.#finding.get(id) === lookup) this.#finding.delete(id);
+        throw error;
+      },
+    );
+  }
+
+  async #lookUp(id: string): Promise<Placement | undefined> {
     let found: Awaited<ReturnType<Scripts["wslisFind"]>>;
     try {
       found = await this.#redis.wslisFind(this.#key("dev", id), this.#options.prefix);
@@ -403,7 +514,19 @@ export class RedisDirectory implements Directory {
     return { id, node, generation: Number(generation), connectedAt: Number(connectedAt), lastSeen: Number(renewedAt), advertise };
   }
 
+  forget(id: string): void {
+    this.#placements.delete(id);
+    const inFlight = this.#finding.get(id);
+    if (inFlight) inFlight.stale = true;
+  }
+
+  #forgetAll(): void {
+    this.#placements.clear();
+    for (const lookup of this.#finding.values()) lookup.stale = true;
+  }
+
   async *list(): AsyncIterable<DeviceRecord> {
+    if (!this.#up && !this.#startedDone) await this.#started;
     if (!this.#up) throw new ClusterUnavailableError(`the cluster directory (Redis) is unreachable from node ${this.node}`);
     let nodes: string[];
     try {
