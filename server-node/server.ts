@@ -221,8 +221,11 @@ export class Server extends EventTarget {
     const parts = createFleet(this.devices, options.cluster, {
       logger: this.#logger,
       fetchTimeout: options.http?.timeout ?? 30_000,
+      bodyTimeout: options.http?.bodyTimeout ?? 30_000,
       dialTimeout: options.dialTimeout ?? 10_000,
-      keepAliveTimeout: options.http?.keepAliveTimeout ?? 10_000,
+      idleTimeout: options.http?.keepAliveTimeout ?? 10_000,
+      keepAliveInterval: options.session?.keepAliveInterval ?? 30_000,
+      keepAliveTimeout: options.session?.keepAliveTimeout ?? 10_000,
     });
     this.#directory = parts.directory;
     this.#fleet = parts.fleet;

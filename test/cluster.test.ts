@@ -30,8 +30,8 @@ after(async () => {
   for (const fn of cleanup.reverse()) await fn();
 });
 
-async function startNode(redis: RedisProcess, name: string): Promise<Node> {
-  const child = startFixture("cluster-node.ts", [redis.url, name, SECRET, String(TTL)]);
+async function startNode(redis: RedisProcess, name: string, ...more: string[]): Promise<Node> {
+  const child = startFixture("cluster-node.ts", [redis.url, name, SECRET, String(TTL), ...more]);
   cleanup.push(() => child.kill());
   const [, port, control] = await child.waitFor(/^ready (\d+) (\d+)$/, 20_000);
   return { name, child, port: Number(port), control: Number(control), url: `ws://127.0.0.1:${port}/` };
@@ -46,8 +46,9 @@ async function run<T = any>(node: Node, op: string, body: unknown = {}): Promise
 }
 
 /**
- * A device: answers GET /kb with its kilobyte, GET /whoami with `tag`, POST /echo with the body; a device
- * whose id starts with "echo-" echoes raw streams instead.
+ * A device: answers GET /kb with its kilobyte, GET /whoami with `tag`, POST /echo with the body, GET
+ * /stall with a first chunk and then nothing; a device whose id starts with "echo-" echoes raw streams
+ * instead.
  */
 async function device(url: string, id: string, tag = id, reconnect = false): Promise<Listener> {
   // With reconnect, the default backoff, as a user's device has it.
@@ -63,6 +64,7 @@ async function device(url: string, id: string, tag = id, reconnect = false): Pro
       if (path === "/kb") return new Response(kilobyte(id));
       if (path === "/whoami") return new Response(tag);
       if (path === "/echo") return new Response(req.body);
+      if (path === "/stall") return new Response(new ReadableStream({ start: (c) => c.enqueue(new TextEncoder().encode("first;")) }));
       return new Response("not found", { status: 404 });
     }).catch(() => {});
   }
@@ -273,8 +275,17 @@ describe("three nodes, one fleet", () => {
     await until(async () => (await run(a, "lookup", { device: "roam2" }))?.node === "c", 5000, "roaming devices on c", 50);
     lb.targets = [c.port, a.port, b.port];
 
+    // A body and a stream from c, open when it dies.
+    const body = await run(a, "hold", { device: "c1", path: "/stall" });
+    const stream = await run(a, "hold", { device: "echo-c", dial: true });
+
     await c.child.kill(); // SIGKILL: no drain, its lease just stops
     const killed = Date.now();
+    for (const [what, held] of [["body", body], ["stream", stream]] as const) {
+      const result = await run(a, "outcome", held);
+      assert.equal(result.error?.code, "ERR_CLUSTER_UNAVAILABLE", `the ${what}: ${JSON.stringify(result)}`);
+      assert.ok(result.ms < 1000, `the ${what} failed after ${result.ms} ms`);
+    }
     const timeout = 1000;
     let reached = false;
     let last: unknown;
@@ -291,6 +302,30 @@ describe("three nodes, one fleet", () => {
     const gone = await run(b, "call", { device: "c2", timeout: 5000 });
     assert.equal(gone.error?.code, "ERR_DEVICE_NOT_FOUND");
     assert.ok(gone.ms < 500);
+  });
+});
+
+describe("a node frozen mid-call", () => {
+  test("a forwarded stream fails with ERR_CLUSTER_UNAVAILABLE after its keepalive, a body at its bodyTimeout", async () => {
+    const redis = await startRedis();
+    cleanup.push(() => redis.stop());
+    // Keepalive: a ping after 300 ms of silence, gone after 600 more.
+    const [a, b] = await Promise.all(["a", "b"].map((name) => startNode(redis, name, "300,600")));
+    await device(b!.url, "echo-far");
+    await device(b!.url, "far");
+    await until(async () => (await run<unknown[]>(a!, "fleet")).length === 2, 5000, "devices in the fleet", 50);
+    const stream = await run(a!, "hold", { device: "echo-far", dial: true });
+    const body = await run(a!, "hold", { device: "far", path: "/stall", bodyTimeout: 1500 });
+    b!.child.process.kill("SIGSTOP");
+    try {
+      const streamResult = await run(a!, "outcome", stream);
+      assert.equal(streamResult.error?.code, "ERR_CLUSTER_UNAVAILABLE", JSON.stringify(streamResult));
+      assert.ok(streamResult.ms < 2500, `the stream failed after ${streamResult.ms} ms`);
+      const bodyResult = await run(a!, "outcome", body);
+      assert.equal(bodyResult.error?.code, "ERR_TIMEOUT", JSON.stringify(bodyResult));
+    } finally {
+      b!.child.process.kill("SIGCONT");
+    }
   });
 });
 

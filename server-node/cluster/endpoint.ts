@@ -6,13 +6,23 @@
  */
 
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { Readable } from "node:stream";
-import type { Duplex } from "node:stream";
-import { DeviceNotFoundError } from "../../src/errors.js";
+import type { Duplex, Readable } from "node:stream";
+import { DeviceNotFoundError, HttpError } from "../../src/errors.js";
 import type { Dialer } from "../dialer.js";
 import type { ServerLogger } from "../server.js";
 import { refuseUpgrade } from "../upgrade.js";
-import { bearerSecret, discard, encodeHead, readHead, secretMatches, socketConn, toWire, UPGRADE_TOKEN, type RequestHead } from "./wire.js";
+import {
+  bearerSecret,
+  encodeHead,
+  ERROR_TRAILER,
+  HeadReader,
+  secretDigest,
+  secretMatches,
+  toWire,
+  UPGRADE_TOKEN,
+  type RequestHead,
+} from "./wire.js";
+import { tunnel } from "./tunnel.js";
 
 export interface NodeEndpointOptions {
   node: string;
@@ -22,13 +32,19 @@ export interface NodeEndpointOptions {
   /** The local connection of a device, if it has this generation. */
   localDevice(id: string, generation: number): Dialer | undefined;
   logger: ServerLogger;
+  /** A forwarded dial's stream pings the calling node after this long without a word from it, in ms; 0: never. */
+  keepAliveInterval: number;
+  /** How long such a ping may go unanswered before that node is gone, in ms. */
+  keepAliveTimeout: number;
 }
 
 export class NodeEndpoint {
   readonly #options: NodeEndpointOptions;
+  readonly #secretDigest: Buffer;
 
   constructor(options: NodeEndpointOptions) {
     this.#options = options;
+    this.#secretDigest = secretDigest(options.secret);
   }
 
   /** Whether a request is node-to-node (under the reserved path). */
@@ -38,7 +54,7 @@ export class NodeEndpoint {
   }
 
   #authorized(request: IncomingMessage): boolean {
-    return secretMatches(bearerSecret(request.headers.authorization), this.#options.secret);
+    return secretMatches(bearerSecret(request.headers.authorization), this.#secretDigest);
   }
 
   /** Serves a forwarded fetch (`POST <path>/fetch`). */
@@ -50,57 +66,109 @@ export class NodeEndpoint {
     if (!this.#authorized(request)) return plain(401, "node-to-node requests need the cluster secret");
     if (pathOf(request) !== `${this.#options.path}/fetch`) return plain(404, "not found");
     if (request.method !== "POST") return plain(405, "method not allowed");
-    this.#fetch(request, response).catch((error: unknown) => {
-      this.#options.logger.warn(`wslis: forwarded fetch failed on node ${this.#options.node}: ${(error as Error).message}`);
-      response.destroy();
-    });
+    // The head, read off the message's chunks as they come (no web-stream adapter: see peer.ts).
+    const heads = new HeadReader<RequestHead>();
+    const length = Number(request.headers["content-length"] ?? NaN);
+    let received = 0;
+    const onData = (chunk: Buffer) => {
+      received += chunk.length;
+      let got: { head: RequestHead; rest: Buffer } | undefined;
+      try {
+        got = heads.push(chunk);
+      } catch (error) {
+        stop();
+        return this.#answerError(request, response, error);
+      }
+      if (!got) return;
+      stop();
+      // All of the message is here when its length says so: a small body goes on as bytes, not as a stream.
+      this.#fetch(request, response, got.head, got.rest, received === length).catch((error: unknown) => {
+        this.#options.logger.warn(`wslis: forwarded fetch failed on node ${this.#options.node}: ${(error as Error).message}`);
+        response.destroy();
+      });
+    };
+    const onEnd = () => {
+      stop();
+      this.#answerError(request, response, new HttpError("the node-to-node message ended inside its head"));
+    };
+    const stop = () => {
+      request.off("data", onData);
+      request.off("end", onEnd);
+      request.pause();
+    };
+    request.on("data", onData);
+    request.on("end", onEnd);
   }
 
-  async #fetch(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    // When the calling node goes away (or aborts), so does the request to the device.
-    const gone = new AbortController();
-    response.on("close", () => {
-      if (!response.writableFinished) gone.abort(new DOMException("the calling node went away", "AbortError"));
-    });
-    const answer = (head: unknown) => {
-      response.writeHead(200, { "Content-Type": "application/octet-stream" });
-      response.write(encodeHead(head));
-    };
-    const incoming = (Readable.toWeb(request) as ReadableStream<Uint8Array>).getReader();
-    const { head, rest } = await readHead<RequestHead>(incoming);
+  #answerError(request: IncomingMessage, response: ServerResponse, error: unknown): void {
+    if (response.destroyed) return;
+    response.writeHead(200, { "Content-Type": "application/octet-stream" });
+    response.end(encodeHead({ error: toWire(error) }));
+    // Read (and drop) what is left of the request, so the connection serves the next one.
+    request.resume();
+  }
+
+  async #fetch(request: IncomingMessage, response: ServerResponse, head: RequestHead, rest: Buffer, complete: boolean): Promise<void> {
     const dialer = typeof head.id === "string" && Number.isFinite(head.generation) ? this.#options.localDevice(head.id, head.generation) : undefined;
     if (!dialer) {
-      answer({ error: toWire(new DeviceNotFoundError(String(head.id), `device ${JSON.stringify(head.id)} (generation ${head.generation}) is not connected to node ${this.#options.node}`)) });
-      response.end();
-      void discard(rest);
-      return;
+      return this.#answerError(
+        request,
+        response,
+        new DeviceNotFoundError(String(head.id), `device ${JSON.stringify(head.id)} (generation ${head.generation}) is not connected to node ${this.#options.node}`),
+      );
     }
-    // Without a body the rest is just the message's end: read it, or the connection cannot serve another request.
-    if (!head.body) void discard(rest);
+    // When the calling node goes away (or aborts), so does the request to the device.
+    const gone = new AbortController();
+    response.once("close", () => {
+      if (!response.writableFinished) gone.abort(new DOMException("the calling node went away", "AbortError"));
+    });
+    let body: Uint8Array | ReadableStream<Uint8Array> | undefined;
+    if (!head.body) request.resume();
+    else if (complete) {
+      body = rest;
+      request.resume();
+    } else body = requestBody(request, rest);
     let res: Response;
     try {
       res = await dialer.fetch(head.url, {
         method: head.method,
         headers: head.headers,
-        ...(head.body ? { body: rest, duplex: "half" } : {}),
+        ...(body === undefined ? {} : { body, duplex: "half" }),
         timeout: head.timeout,
+        ...(typeof head.bodyTimeout === "number" ? { bodyTimeout: head.bodyTimeout } : {}),
         signal: gone.signal,
       } as RequestInit);
     } catch (error) {
-      if (response.destroyed) return;
-      answer({ error: toWire(error) });
-      response.end();
-      if (head.body) void discard(rest);
+      return this.#answerError(request, response, error);
+    }
+    if (response.destroyed) {
+      await res.body?.cancel().catch(() => {});
       return;
     }
-    answer({ status: res.status, statusText: res.statusText, headers: [...res.headers] });
+    response.writeHead(200, { "Content-Type": "application/octet-stream", Trailer: ERROR_TRAILER });
+    // Node corks the socket for the rest of this tick: a body already here goes out with the head.
+    response.write(encodeHead({ status: res.status, statusText: res.statusText, headers: [...res.headers] }));
     if (!res.body) {
       response.end();
       return;
     }
-    const body = Readable.fromWeb(res.body as import("node:stream/web").ReadableStream<Uint8Array>);
-    body.on("error", () => response.destroy());
-    body.pipe(response);
+    const reader = res.body.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (response.destroyed) throw gone.signal.reason;
+        if (!response.write(value)) await drained(response);
+      }
+    } catch (error) {
+      if (response.destroyed) {
+        reader.cancel().catch(() => {});
+        return;
+      }
+      // The device's body failed part way: end the answer with the error, as the caller's fetch should see it.
+      response.addTrailers({ [ERROR_TRAILER]: encodeURIComponent(JSON.stringify(toWire(error))) });
+    }
+    response.end();
   }
 
   /** Serves a forwarded dial (an upgrade to `<path>/dial`). */
@@ -135,7 +203,14 @@ export class NodeEndpoint {
         socket.write(
           `HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${UPGRADE_TOKEN}\r\nX-Wslis-Stream-Id: ${stream.streamID}\r\n\r\n`,
         );
-        const conn = socketConn(socket, stream.streamID, head);
+        const conn = tunnel(socket, {
+          streamID: stream.streamID,
+          id,
+          peer: "the calling node",
+          head,
+          keepAliveInterval: this.#options.keepAliveInterval,
+          keepAliveTimeout: this.#options.keepAliveTimeout,
+        });
         // Both directions; an end is a FIN, an error a reset, on either side.
         void stream.readable.pipeTo(conn.writable).catch(() => {});
         void conn.readable.pipeTo(stream.writable).catch(() => {});
@@ -147,4 +222,59 @@ function pathOf(request: IncomingMessage): string {
   const url = request.url ?? "/";
   const query = url.indexOf("?");
   return query < 0 ? url : url.slice(0, query);
+}
+
+/** Resolves when `response` can take more, or is gone. */
+function drained(response: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      response.off("drain", done);
+      response.off("close", done);
+      resolve();
+    };
+    response.on("drain", done);
+    response.on("close", done);
+  });
+}
+
+/**
+ * The rest of a forwarded request as the device request's body: the bytes that came with the head, then
+ * the message's, read as the device takes them. If the device stops reading (it answered early), the rest
+ * is read and dropped, so the node-to-node connection serves the next request.
+ */
+function requestBody(message: Readable, first: Buffer): ReadableStream<Uint8Array> {
+  let ended = false;
+  let cancelled = false;
+  return new ReadableStream<Uint8Array>(
+    {
+      start(controller) {
+        if (first.length > 0) controller.enqueue(first);
+        message.on("data", (chunk: Buffer) => {
+          if (cancelled) return;
+          controller.enqueue(chunk);
+          if ((controller.desiredSize ?? 0) <= 0) message.pause();
+        });
+        message.on("end", () => {
+          ended = true;
+          if (!cancelled) controller.close();
+        });
+        message.on("error", (error) => {
+          if (!cancelled && !ended) controller.error(error);
+        });
+        message.on("close", () => {
+          if (!cancelled && !ended) controller.error(new DOMException("the calling node went away", "AbortError"));
+          ended = true;
+        });
+        message.resume();
+      },
+      pull() {
+        message.resume();
+      },
+      cancel() {
+        cancelled = true;
+        message.resume();
+      },
+    },
+    { highWaterMark: 64 * 1024, size: (chunk) => chunk.byteLength },
+  );
 }

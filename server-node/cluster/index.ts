@@ -47,7 +47,17 @@ export interface FleetParts {
 export function createFleet(
   devices: DeviceRegistry,
   cluster: ClusterOptions | undefined,
-  defaults: { logger: ServerLogger; fetchTimeout: number; dialTimeout: number; keepAliveTimeout: number },
+  defaults: {
+    logger: ServerLogger;
+    fetchTimeout: number;
+    bodyTimeout: number;
+    dialTimeout: number;
+    /** How long an idle node-to-node connection is kept, in ms. */
+    idleTimeout: number;
+    /** Keepalive of forwarded dials' streams (the session's, in ms). */
+    keepAliveInterval: number;
+    keepAliveTimeout: number;
+  },
 ): FleetParts {
   if (!cluster) {
     const directory = new MemoryDirectory(devices, "local");
@@ -78,7 +88,10 @@ export function createFleet(
     secret,
     path,
     fetchTimeout: defaults.fetchTimeout,
+    bodyTimeout: defaults.bodyTimeout,
     dialTimeout: defaults.dialTimeout,
+    idleTimeout: defaults.idleTimeout,
+    keepAliveInterval: defaults.keepAliveInterval,
     keepAliveTimeout: defaults.keepAliveTimeout,
   });
   const fleet = new Fleet(devices, directory, peers);
@@ -88,6 +101,8 @@ export function createFleet(
     path,
     localDevice: (id, generation) => fleet.localDevice(id, generation),
     logger: defaults.logger,
+    keepAliveInterval: defaults.keepAliveInterval,
+    keepAliveTimeout: defaults.keepAliveTimeout,
   });
   return { directory, fleet, endpoint, peers };
 }
