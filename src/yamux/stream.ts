@@ -147,8 +147,8 @@ export interface StreamInit {
 /**
  * The stream's bytes without web streams, for the HTTP layers that own a stream from its first byte
  * (`serveHttp`, `DeviceHttp`): the same queue, window credit and send path as `readable`/`writable`,
- * without a reader, a writer and a promise per chunk. Use one or the other on a stream, not both.
- * @internal
+ * without a reader, a writer and a promise per chunk. Use one or the other on a stream, not both. Only
+ * the yamux layer hands one out (`streamIO`, internal); the HTTP layers also wrap other conns in it.
  */
 export interface StreamIO {
   /**
