@@ -9,6 +9,7 @@ import { Flag, FrameType, encodeHeader } from "../src/yamux/frame.js";
 import { MAX_MESSAGE_FRAMES, Outbox, type MessageSink } from "../src/yamux/outbox.js";
 import { BufferPool } from "../src/yamux/pool.js";
 import { Session } from "../src/yamux/session.js";
+import { messageChannelDefer } from "../src/yamux/clock.js";
 import { FakeClock } from "./helpers/clock.js";
 import { decodeFrames } from "./helpers/frames.js";
 import { randomBytes, readAll } from "./helpers/memory.js";
@@ -512,4 +513,10 @@ test("over real ws: a server with maxStreamWindow 256 KiB and a Node device writ
     await lis.close();
     await server.close();
   }
+});
+
+test("browsers: the outbox's flush and reverse HTTP's look-ahead defer on one MessageChannel (one postMessage per task, not one each)", async () => {
+  const { browserPlatform } = await import("../src/index.js");
+  assert.equal(browserPlatform.clock?.defer, messageChannelDefer(), "the browser entry's clock defers on the shared channel");
+  assert.equal(messageChannelDefer(), messageChannelDefer(), "every caller gets the same channel");
 });
