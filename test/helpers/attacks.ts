@@ -221,10 +221,7 @@ export function check(result: Result, attack: Attack): void {
     assert.equal(result.closed.code, ABUSIVE_CODE, `${what}: a tolerated flood may only be cut off as abusive, got ${JSON.stringify(result.closed)}`);
   }
   const { stats } = result;
-  assert.ok(
-    stats.cpuTurnMaxMs <= BOUNDS.cpuTurnMs,
-    `${what}: the target's event loop spent ${stats.cpuTurnMaxMs.toFixed(1)} ms of CPU in one turn (bound ${BOUNDS.cpuTurnMs}); wall-clock loop delay ${stats.eld.max.toFixed(0)} ms`,
-  );
+  checkCpu(result, attack);
   // Wall-clock latencies are reported, not bounded (see cpuTurnMs); the well-behaved device must be served.
   assert.equal(stats.probe.failed, 0, `${what}: probes failed: ${stats.probe.failures.join("; ")}`);
   assert.ok(stats.probe.count > 0, `${what}: the well-behaved device was not answered after the attack`);
@@ -236,6 +233,33 @@ export function check(result: Result, attack: Attack): void {
     stats.memory.heapAfterGcGrowth <= BOUNDS.heapAfterGcGrowth,
     `${what}: the target held ${mb(stats.memory.heapAfterGcGrowth)} MB more after GC (bound ${mb(BOUNDS.heapAfterGcGrowth)})`,
   );
+}
+
+/** The CPU bound alone: at most {@link BOUNDS}.cpuTurnMs of the target's CPU in one turn of its event loop. */
+export function checkCpu(result: Result, attack: Attack): void {
+  const { stats } = result;
+  assert.ok(
+    stats.cpuTurnMaxMs <= BOUNDS.cpuTurnMs,
+    `${result.name} (${attack.read ? "reading" : "not reading"}): the target's event loop spent ${stats.cpuTurnMaxMs.toFixed(1)} ms of CPU in one turn (bound ${BOUNDS.cpuTurnMs}); wall-clock loop delay ${stats.eld.max.toFixed(0)} ms`,
+  );
+}
+
+/**
+ * Runs an attack and checks it, calling `onResult` with each run's figures. Every check but the CPU
+ * bound is final on the first run. The CPU bound is the largest of thousands of one-turn samples, so one
+ * turn the attack did not cause (a major GC that came due, a page-fault storm, the other hyperthread of
+ * a shared CI core) can break it once: a run whose only failure is the CPU bound is run once more, and
+ * the second run decides. A cost the attack causes shows again; noise rarely twice in a row.
+ */
+export async function runChecked(run: () => Promise<Result>, attack: Attack, onResult: (result: Result) => void): Promise<Result> {
+  const first = await run();
+  onResult(first);
+  check({ ...first, stats: { ...first.stats, cpuTurnMaxMs: 0 } }, attack);
+  if (first.stats.cpuTurnMaxMs <= BOUNDS.cpuTurnMs) return first;
+  const second = await run();
+  onResult(second);
+  check(second, attack);
+  return second;
 }
 
 export const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(1);
