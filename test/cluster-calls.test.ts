@@ -344,7 +344,12 @@ describe("before a node's first Redis connection", () => {
     const listener = await dialAndListen(b.url, { params: { deviceId: "early" }, reconnect: false });
     cleanup.push(() => listener.close());
     void serveHttp(listener, () => new Response("here")).catch(() => {});
-    while (!(await b.server.lookup("early"))) await new Promise((resolve) => setTimeout(resolve, 20));
+    // Until B's claim is in Redis (B's own lookup answers from its registry before that).
+    const listed = async () => {
+      for await (const record of b.server.fleet()) if (record.id === "early") return true;
+      return false;
+    };
+    await until(listed, 5000, "node B's claim of the device in Redis");
     // Node A's first call, as soon as it exists: its Redis connection is not up yet.
     const a = await startNode(redis.url, "a");
     assert.equal(await (await a.server.fetch("early", "http://device/")).text(), "here");

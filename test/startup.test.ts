@@ -30,3 +30,23 @@ for (const entry of ["src/index.ts", "server-node/device.ts"]) {
     assert.deepEqual(await undiciAfterImport(entry), []);
   });
 }
+
+/** Imports `entry` in a fresh Node process and returns the npm packages it loaded. */
+function packagesAfterImport(entry: string): Promise<string[]> {
+  const script = `await import(${JSON.stringify(resolve(root, entry))});
+const { createRequire } = await import("node:module");
+const names = Object.keys(createRequire(import.meta.url).cache).map((path) => /node_modules[\\\\/](@[^\\\\/]+[\\\\/][^\\\\/]+|[^\\\\/]+)/.exec(path)?.[1]);
+process.stdout.write(JSON.stringify([...new Set(names.filter(Boolean))]));`;
+  return new Promise((resolvePromise, reject) => {
+    execFile(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { cwd: root, timeout: 30_000 }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`${error.message}\n${stderr}`));
+      else resolvePromise(JSON.parse(stdout) as string[]);
+    });
+  });
+}
+
+test("importing the server entry loads neither the Redis client nor undici until a server has `cluster`", async () => {
+  const loaded = await packagesAfterImport("server-node/index.ts");
+  assert.ok(loaded.includes("ws"), `the check sees packages the entry does load (saw ${loaded.join(", ")})`);
+  assert.deepEqual(loaded.filter((name) => name === "ioredis" || name === "undici"), []);
+});

@@ -9,7 +9,8 @@ import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { connect as netConnect } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
-import { Agent, type Dispatcher } from "undici";
+import { createRequire } from "node:module";
+import type { Agent, Dispatcher } from "undici";
 import { deadline } from "../../src/deadline.js";
 import { ClusterUnavailableError, HttpError, TimeoutError } from "../../src/errors.js";
 import { msOption } from "../../src/options.js";
@@ -29,6 +30,9 @@ import {
   type ResponseHead,
   type WireError,
 } from "./wire.js";
+
+/** undici, loaded on first use: a server without `cluster` never loads it. */
+const undici = (): typeof import("undici") => createRequire(import.meta.url)("undici");
 
 export interface PeerClientOptions {
   secret: string;
@@ -58,7 +62,7 @@ export class PeerClient implements Peers {
   constructor(options: PeerClientOptions) {
     this.#options = options;
     this.#authorization = bearer(options.secret);
-    this.#agent = new Agent({
+    this.#agent = new (undici().Agent)({
       keepAliveTimeout: options.idleTimeout,
       // Bounded by our own timeouts (head, then each body read); bodies stream as long as they need.
       headersTimeout: 0,

@@ -18,7 +18,8 @@
  */
 
 import { randomUUID } from "node:crypto";
-import { Redis } from "ioredis";
+import { createRequire } from "node:module";
+import type { Redis } from "ioredis";
 import { ClusterUnavailableError, SessionClosedError } from "../../src/errors.js";
 import type { Dialer } from "../dialer.js";
 import type { ServerLogger } from "../server.js";
@@ -31,6 +32,9 @@ import {
   type FleetEvents,
   type Placement,
 } from "./directory.js";
+
+/** ioredis, loaded on first use: a server without `cluster` never loads it (nor its dependencies). */
+const ioredis = (): typeof import("ioredis") => createRequire(import.meta.url)("ioredis");
 
 /** Redis settings of a cluster node (see `ServerOptions.cluster`). */
 export interface RedisDirectoryOptions {
@@ -228,7 +232,7 @@ export class RedisDirectory implements Directory {
     };
     let client: Redis;
     if (typeof options.redis === "string") {
-      client = new Redis(options.redis, settings);
+      client = new (ioredis().Redis)(options.redis, settings);
       this.#ownsClient = true;
     } else {
       client = options.redis;
