@@ -13,7 +13,7 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { isIP, type AddressInfo } from "node:net";
 import { extname, join, normalize, sep } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Server } from "../server-node/index.js";
@@ -36,6 +36,13 @@ export interface DemoOptions {
   redis?: string;
   /** The cluster secret shared by the nodes. Default: WSLIS_CLUSTER_SECRET, else a fixed one fit only for a demo on one machine. */
   clusterSecret?: string;
+  /**
+   * Host names (no port) the demo answers to, besides `localhost`, IP addresses and the `host` it listens
+   * on: the names browsers reach it by (`kiosk.example.com`). A request whose `Host` header names anything
+   * else is refused with 403 (see {@link hostAllowed}). `npm start` takes them from `--allowed-hosts a,b`
+   * or ALLOWED_HOSTS.
+   */
+  allowedHosts?: string[];
 }
 
 export interface Demo {
@@ -76,7 +83,12 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
 
   // With a cluster, the other nodes need this node's URL: listen first, then make the server.
   let api: DemoApi | undefined;
+  const hosts = new Set(["localhost", ...(options.allowedHosts ?? []), options.host ?? "localhost"].map((name) => name.toLowerCase()));
   const http = createServer((request, response) => {
+    if (!hostAllowed(request.headers.host, hosts)) {
+      refuseHost(request, response);
+      return;
+    }
     if (wslis.handleRequest(request, response)) return; // node-to-node requests of the cluster
     serve(request, response, api!).catch((error: unknown) => {
       log(`demo: ${request.method} ${request.url} failed: ${error instanceof Error ? error.message : String(error)}`);
@@ -114,7 +126,13 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     logger: { warn: () => {}, error: (message, ...details) => log(`wslis: ${message} ${details.map(String).join(" ")}`) },
   });
   api = new DemoApi(wslis, { deviceTimeout: options.deviceTimeout, log });
-  http.on("upgrade", (request, socket, head) => wslis.handleUpgrade(request, socket, head));
+  http.on("upgrade", (request, socket, head) => {
+    if (!hostAllowed(request.headers.host, hosts)) {
+      socket.end("HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+      return;
+    }
+    wslis.handleUpgrade(request, socket, head);
+  });
 
   let closing: Promise<void> | undefined;
   return {
@@ -133,6 +151,30 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
       return closing;
     },
   };
+}
+
+/**
+ * True when a request's `Host` names this server: an IP address, `localhost` or a name under it, or one of
+ * `names`. The guard against DNS rebinding: a page of `evil.example` whose name the attacker re-points at
+ * 127.0.0.1 is same-origin with the demo in the browser's eyes (its writes pass the API's origin check,
+ * its reads see the fleet and the kiosks' screenshots), but every request it sends says
+ * `Host: evil.example`. An IP address cannot be re-pointed, so it is always accepted.
+ */
+export function hostAllowed(header: string | undefined, names: ReadonlySet<string>): boolean {
+  // host [":" port], the host a bracketed IPv6 address or a name of letters, digits, dots and dashes.
+  const match = header === undefined ? null : /^(?:\[([0-9a-f:.]+)\]|([a-z0-9.-]+))(?::\d{1,5})?$/i.exec(header);
+  if (match === null) return false;
+  if (match[1] !== undefined) return isIP(match[1]) === 6;
+  if (isIP(match[2]!) !== 0) return true;
+  const name = match[2]!.toLowerCase().replace(/\.$/, "");
+  return name === "localhost" || name.endsWith(".localhost") || names.has(name);
+}
+
+function refuseHost(request: IncomingMessage, response: ServerResponse): void {
+  sendJson(response, 403, {
+    error: "host_not_allowed",
+    message: `this demo does not answer to the host ${JSON.stringify(request.headers.host ?? "")}; start it with --allowed-hosts NAME (or ALLOWED_HOSTS) to add a name browsers use to reach it`,
+  });
 }
 
 /** Routes one plain HTTP request: the API, else a page or a built asset. */
@@ -172,12 +214,12 @@ async function serve(request: IncomingMessage, response: ServerResponse, api: De
   else createReadStream(absolute).pipe(response);
 }
 
-/** `--port 9000`, `--port=9000`, `--host 0.0.0.0`; then PORT and HOST from the environment. */
-function parseArgs(argv: string[]): { port: number; host: string } {
+/** `--port 9000`, `--port=9000`, `--host 0.0.0.0`, `--allowed-hosts a.example,b.example`; then PORT, HOST and ALLOWED_HOSTS from the environment. */
+function parseArgs(argv: string[]): { port: number; host: string; allowedHosts: string[] } {
   const flags = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
-    const match = /^--(port|host)(?:=(.*))?$/.exec(argv[i]!);
-    if (!match) throw new Error(`unknown argument ${argv[i]}; use --port N and --host NAME`);
+    const match = /^--(port|host|allowed-hosts)(?:=(.*))?$/.exec(argv[i]!);
+    if (!match) throw new Error(`unknown argument ${argv[i]}; use --port N, --host NAME and --allowed-hosts NAME,NAME`);
     const value = match[2] ?? argv[++i];
     if (value === undefined) throw new Error(`--${match[1]} needs a value`);
     flags.set(match[1]!, value);
@@ -185,11 +227,12 @@ function parseArgs(argv: string[]): { port: number; host: string } {
   const portText = flags.get("port") ?? process.env.PORT ?? "8080";
   const port = Number(portText);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`the port must be 0…65535, not ${portText}`);
-  return { port, host: flags.get("host") ?? process.env.HOST ?? "localhost" };
+  const allowedHosts = (flags.get("allowed-hosts") ?? process.env.ALLOWED_HOSTS ?? "").split(",").map((name) => name.trim()).filter(Boolean);
+  return { port, host: flags.get("host") ?? process.env.HOST ?? "localhost", allowedHosts };
 }
 
 async function main(): Promise<void> {
-  let settings: { port: number; host: string };
+  let settings: ReturnType<typeof parseArgs>;
   try {
     settings = parseArgs(process.argv.slice(2));
   } catch (error) {
