@@ -703,19 +703,35 @@ class Call {
 
 const EMPTY = new Uint8Array(0);
 
+/** The bytes of each body made by {@link wholeBody}, for {@link wholeBytes}. */
+const wholeBodies = new WeakMap<ReadableStream<Uint8Array>, Uint8Array>();
+
 /**
  * A body stream holding `bytes`, ended. A stream, not the bytes themselves: undici copies a byte body and
  * builds a byte stream for it, which reading costs about a third more (measured in Node 20). A view of
  * less than half its buffer is copied, so a kept body does not pin the whole message it came in.
  */
-function wholeBody(bytes: Uint8Array): ReadableStream<Uint8Array> {
+export function wholeBody(bytes: Uint8Array): ReadableStream<Uint8Array> {
   const chunk = bytes.length * 2 >= bytes.buffer.byteLength ? bytes : bytes.slice();
-  return new ReadableStream({
+  const stream = new ReadableStream<Uint8Array>({
     start(controller) {
       if (chunk.length > 0) controller.enqueue(chunk);
       controller.close();
     },
   });
+  wholeBodies.set(stream, chunk);
+  return stream;
+}
+
+/**
+ * All of a response body that came whole with its head ({@link wholeBody}), if nothing read it yet: the
+ * node-to-node endpoint sends it on in one write with its length, instead of reading it as a stream.
+ */
+export function wholeBytes(response: Response): Uint8Array | undefined {
+  if (response.bodyUsed) return undefined;
+  const body = response.body;
+  if (body === null) return EMPTY;
+  return body.locked ? undefined : wholeBodies.get(body);
 }
 
 /** Writes `head`, then `body` (too large to join in one frame). */

@@ -209,6 +209,33 @@ describe("the same calls through a node and locally", () => {
     assert.deepEqual(result, { value: { length: "4", type: "text/plain;charset=UTF-8", body: "hola" } });
   });
 
+  test("fetch: small answers (sent on whole) and large ones (streamed) arrive as locally: status, headers, bytes", async () => {
+    const big = new Uint8Array(300_000).map((_, i) => i % 251);
+    const ids = await twins((listener) => {
+      void serveHttp(listener, (request) => {
+        const path = new URL(request.url).pathname;
+        if (path === "/empty") return new Response(null, { status: 200, headers: { "x-kind": "empty" } });
+        if (path === "/none") return new Response(null, { status: 204, statusText: "Nothing" });
+        if (path === "/big") return new Response(big, { headers: { "content-type": "application/octet-stream" } });
+        return new Response("x".repeat(1000), { status: 201, statusText: "Made", headers: { "set-cookie": "a=1", "x-two": "2" } });
+      }).catch(() => {});
+    });
+    const seen = (res: Response, bytes: Uint8Array) => ({
+      status: res.status,
+      statusText: res.statusText,
+      headers: [...res.headers],
+      length: bytes.length,
+      sum: bytes.reduce((x, y) => (x * 31 + y) % 1_000_003, 0),
+    });
+    for (const [path, method] of [["/kb", "GET"], ["/kb", "HEAD"], ["/empty", "GET"], ["/none", "GET"], ["/big", "GET"]] as const) {
+      const result = await same(ids, async (id) => {
+        const res = await a.server.fetch(id, `http://device${path}`, { method });
+        return seen(res, new Uint8Array(await res.arrayBuffer()));
+      });
+      assert.ok("value" in (result as object), `${method} ${path}: ${JSON.stringify(result)}`);
+    }
+  });
+
   /** Raw stream devices: each stream's first bytes say what to do. */
   function streamDevice(listener: Listener): void {
     void (async () => {

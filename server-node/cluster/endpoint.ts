@@ -9,6 +9,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex, Readable } from "node:stream";
 import { DeviceNotFoundError, HttpError } from "../../src/errors.js";
 import type { Dialer } from "../dialer.js";
+import { wholeBytes } from "../http.js";
 import type { ServerLogger } from "../server.js";
 import { refuseUpgrade } from "../upgrade.js";
 import {
@@ -132,7 +133,8 @@ export class NodeEndpoint {
     try {
       res = await dialer.fetch(head.url, {
         method: head.method,
-        headers: head.headers,
+        // None (a plain GET): no Headers to build.
+        ...(Array.isArray(head.headers) && head.headers.length === 0 ? {} : { headers: head.headers }),
         ...(body === undefined ? {} : { body, duplex: "half" }),
         timeout: head.timeout,
         ...(typeof head.bodyTimeout === "number" ? { bodyTimeout: head.bodyTimeout } : {}),
@@ -145,14 +147,20 @@ export class NodeEndpoint {
       await res.body?.cancel().catch(() => {});
       return;
     }
-    response.writeHead(200, { "Content-Type": "application/octet-stream", Trailer: ERROR_TRAILER });
-    // Node corks the socket for the rest of this tick: a body already here goes out with the head.
-    response.write(encodeHead({ status: res.status, statusText: res.statusText, headers: [...res.headers] }));
-    if (!res.body) {
-      response.end();
+    const answer = encodeHead({ status: res.status, statusText: res.statusText, headers: [...res.headers] });
+    const whole = wholeBytes(res);
+    if (whole !== undefined) {
+      // The device's body came whole with its head (the usual small answer): it goes on with our head in
+      // one write, with a Content-Length. Nothing can fail after it, so no chunked framing and no trailer,
+      // and the calling node hands it over whole too.
+      response.writeHead(200, { "Content-Type": "application/octet-stream", "Content-Length": answer.length + whole.length });
+      response.end(whole.length === 0 ? answer : Buffer.concat([answer, whole]));
       return;
     }
-    const reader = res.body.getReader();
+    response.writeHead(200, { "Content-Type": "application/octet-stream", Trailer: ERROR_TRAILER });
+    // Node corks the socket for the rest of this tick: a body already here goes out with the head.
+    response.write(answer);
+    const reader = res.body!.getReader();
     try {
       for (;;) {
         const { done, value } = await reader.read();

@@ -15,7 +15,7 @@ import { deadline } from "../../src/deadline.js";
 import { ClusterUnavailableError, HttpError, TimeoutError } from "../../src/errors.js";
 import { msOption } from "../../src/options.js";
 import type { DialOptions } from "../dialer.js";
-import type { FetchInit } from "../http.js";
+import { wholeBody, type FetchInit } from "../http.js";
 import type { Placement } from "./directory.js";
 import type { FleetConn, Peers } from "./fleet.js";
 import { tunnel } from "./tunnel.js";
@@ -316,6 +316,10 @@ class ForwardedFetch implements Dispatcher.DispatchHandler {
   #body: ReadableStreamDefaultController<Uint8Array> | undefined;
   readonly #heads = new HeadReader<ResponseHead>();
   #status = 0;
+  /** The answer's Content-Length (a body that came whole on the owning node), if it has one. */
+  #length: number | undefined;
+  /** Bytes of the answer received while its head was read. */
+  #received = 0;
   /** A refusal's text (bounded). */
   #refusal = "";
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -426,8 +430,10 @@ class ForwardedFetch implements Dispatcher.DispatchHandler {
     if (this.#abortOnStart) controller.abort(this.#abortOnStart);
   }
 
-  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number): void {
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     this.#status = statusCode;
+    const length = headers["content-length"];
+    if (typeof length === "string") this.#length = Number(length);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -436,6 +442,7 @@ class ForwardedFetch implements Dispatcher.DispatchHandler {
       return;
     }
     if (this.#state === "head") {
+      this.#received += chunk.length;
       let got: { head: ResponseHead; rest: Buffer } | undefined;
       try {
         got = this.#heads.push(chunk);
@@ -463,6 +470,14 @@ class ForwardedFetch implements Dispatcher.DispatchHandler {
       this.#state = "done";
       this.#cleanUp();
       this.#resolve(new Response(null, { status, statusText, headers }));
+      return;
+    }
+    if (this.#received === this.#length) {
+      // The whole answer is here (the owning node sends a body that came whole in one write, with its
+      // length): handed over as a local fetch hands such a body, with no pulls and no body timer.
+      this.#state = "done";
+      this.#cleanUp();
+      this.#resolve(new Response(wholeBody(rest), { status, statusText, headers }));
       return;
     }
     const stream = new ReadableStream<Uint8Array>(
