@@ -33,6 +33,9 @@ export interface WebSocketLike {
   close(code?: number, reason?: string): void;
   addEventListener(type: string, listener: (event: any) => void): void;
   removeEventListener(type: string, listener: (event: any) => void): void;
+  /** Stops and restarts reading from the network: Node's `ws` has them, browsers' WebSocket does not. */
+  pause?(): void;
+  resume?(): void;
 }
 
 /** A WebSocket constructor, as `globalThis.WebSocket` or `ws`'s `WebSocket`. */
@@ -201,6 +204,9 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
       }
       return false;
     },
+    // Only where the socket can: a browser's WebSocket reads on regardless.
+    pause: typeof ws.pause === "function" ? () => ws.pause!() : undefined,
+    resume: typeof ws.resume === "function" ? () => ws.resume!() : undefined,
     close(reason) {
       if (closed) return;
       finish(undefined);

@@ -3,7 +3,7 @@ import { describe, test } from "node:test";
 import { AbusivePeerError, ProtocolError, WslisError } from "../src/errors.js";
 import { Flag, FrameType, GoAwayCode, HEADER_SIZE, INITIAL_WINDOW, encodeHeader, readHeader } from "../src/yamux/frame.js";
 import { concat } from "../src/http/reader.js";
-import { Session, SessionState } from "../src/yamux/session.js";
+import { FRAMES_PER_TURN, STREAMS_PER_TURN, Session, SessionState } from "../src/yamux/session.js";
 import { WindowTuner } from "../src/yamux/tuner.js";
 import type { Conn } from "../src/yamux/stream.js";
 import { FakeClock } from "./helpers/clock.js";
@@ -612,12 +612,17 @@ describe("hostile peers: floods, budgets, limits", () => {
       const reason = await within(server.closed, 1000);
       assert.equal((reason as WslisError).code, "ERR_ABUSIVE_PEER");
       assert.ok(reason instanceof AbusivePeerError && reason instanceof ProtocolError);
-      const frames = framesWritten(serverEnd);
-      assert.deepEqual(
-        frames.map((f) => [f.type, f.length]),
-        [[FrameType.GoAway, GoAwayCode.ProtocolError]],
-        "what was queued for the peer is dropped: it gets the GoAway alone",
-      );
+      // The message is handled FRAMES_PER_TURN frames per turn: what the turns before the one that
+      // crossed the budget answered (one pong each, for pings) has left; what was queued since is dropped.
+      const frames = framesWritten(serverEnd).map((f) => [f.type, f.length]);
+      assert.deepEqual(frames.at(-1), [FrameType.GoAway, GoAwayCode.ProtocolError], "the GoAway comes last");
+      const earlier = frames.slice(0, -1);
+      if (name === "Ping(SYN)") {
+        assert.ok(earlier.length <= Math.ceil(5000 / FRAMES_PER_TURN), `one pong per turn at most: ${earlier.length}`);
+        assert.ok(earlier.every(([type]) => type === FrameType.Ping));
+      } else {
+        assert.deepEqual(earlier, [], "what was queued for the peer is dropped: it gets the GoAway alone");
+      }
       client.close();
     });
 
@@ -647,7 +652,9 @@ describe("hostile peers: floods, budgets, limits", () => {
           assert.equal(replies, sent, "one RST per refused SYN");
         } else if (name === "Ping(SYN)") {
           assert.equal(server.closeReason, undefined);
-          assert.ok(replies <= bursts, `one pong per burst of pings: ${replies} frames for ${sent} pings in ${bursts} turns`);
+          // One pong per turn that handled pings: per burst, and per FRAMES_PER_TURN pings of a burst.
+          const most = bursts + Math.ceil(sent / FRAMES_PER_TURN);
+          assert.ok(replies <= most, `one pong per turn of pings: ${replies} frames for ${sent} pings in ${bursts} bursts`);
         } else {
           assert.equal(server.closeReason, undefined);
           assert.equal(replies, 0, "nothing to answer");
@@ -848,5 +855,136 @@ describe("session states", () => {
     await within(lost.client.closed, 1000);
     assert.equal(lost.client.state, SessionState.Closed);
     assert.equal(framesWritten(lost.clientEnd).filter((f) => f.type === FrameType.GoAway).length, 0, "nothing said to a gone peer");
+  });
+});
+
+describe("receive budget per turn", () => {
+  /**
+   * A device-side session on a fake clock whose `defer` waits for `step()`: each step is one later turn
+   * (the end-of-turn work queued so far runs; what it queues waits for the next step).
+   */
+  function budgeted(options: Partial<Parameters<typeof sessionPair>[0]> = {}) {
+    const clock = new FakeClock();
+    const deferred: (() => void)[] = [];
+    const timers = {
+      setTimeout: (fn: () => void, ms: number) => clock.setTimeout(fn, ms),
+      clearTimeout: (handle: unknown) => clock.clearTimeout(handle),
+      now: () => clock.now(),
+      defer: (fn: () => void) => void deferred.push(fn),
+    };
+    const [end] = memoryPair();
+    const session = new Session(end, { role: "server", keepAliveInterval: 0, maxStreamWindow: INITIAL_WINDOW, timers, ...options });
+    const step = () => {
+      for (const fn of deferred.splice(0)) fn();
+    };
+    return { session, end, step, deferred };
+  }
+  /** One message of `count` frames made by `frame(i)`. */
+  const message = (count: number, frame: (i: number) => Uint8Array) => concat(...Array.from({ length: count }, (_, i) => frame(i)));
+  /** A one-byte Data frame for stream 1 carrying `i & 0xff`. */
+  const byte = (i: number) => concat(encodeHeader(FrameType.Data, 0, 1, 1), new Uint8Array([i & 0xff]));
+
+  /** Accepts stream 1 (opened by the peer) and collects what it reads into `got`. */
+  async function reading(session: Session, end: MemoryEnd, step: () => void) {
+    end.inject(encodeHeader(FrameType.WindowUpdate, Flag.SYN, 1, 0));
+    step();
+    const stream = await session.accept();
+    const got: number[] = [];
+    void (async () => {
+      const reader = stream.readable.getReader();
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        got.push(...value);
+      }
+    })().catch(() => {});
+    return got;
+  }
+
+  test("frames beyond the budget wait for later turns, in order, with the transport paused meanwhile", async () => {
+    const { session, end, step } = budgeted();
+    const got = await reading(session, end, step);
+    const total = 3000;
+    // Three messages in one turn, as one socket read delivers them.
+    for (let m = 0; m < 3; m++) end.inject(message(1000, (i) => byte(m * 1000 + i)));
+    await turns(3);
+    assert.equal(got.length, FRAMES_PER_TURN, "one turn handles the budget");
+    assert.ok(end.paused, "the transport is paused while bytes are kept");
+    let steps = 0;
+    while (got.length < total && steps < 10) {
+      step();
+      steps++;
+      await turns(3);
+      assert.ok(got.length <= Math.min(total, (steps + 1) * FRAMES_PER_TURN), `turn ${steps}: ${got.length} frames`);
+    }
+    assert.equal(steps, Math.ceil(total / FRAMES_PER_TURN) - 1);
+    assert.deepEqual(got, Array.from({ length: total }, (_, i) => i & 0xff), "every byte, in order");
+    step();
+    assert.equal(end.paused, false, "reading again once nothing is kept");
+    assert.equal(end.pauses, 1);
+    session.close();
+  });
+
+  test("a message the peer sends while work is kept goes after it, and a frame split across the kept bytes survives", async () => {
+    const { session, end, step } = budgeted();
+    const got = await reading(session, end, step);
+    const first = message(FRAMES_PER_TURN + 10, byte);
+    // The last frame's header is in this message and its body in the next one.
+    end.inject(concat(first, encodeHeader(FrameType.Data, 0, 1, 2)));
+    end.inject(new Uint8Array([0xaa, 0xbb]));
+    await turns(3);
+    assert.equal(got.length, FRAMES_PER_TURN);
+    step();
+    await turns(3);
+    assert.deepEqual(got.slice(FRAMES_PER_TURN), [...Array.from({ length: 10 }, (_, i) => (FRAMES_PER_TURN + i) & 0xff), 0xaa, 0xbb]);
+    session.close();
+  });
+
+  test(`the peer opens at most ${STREAMS_PER_TURN} streams per turn; the rest follow in order`, async () => {
+    const { session, end, step } = budgeted();
+    end.inject(message(200, (i) => encodeHeader(FrameType.WindowUpdate, Flag.SYN, 2 * i + 1, 0)));
+    assert.equal(session.numStreams, STREAMS_PER_TURN);
+    step();
+    assert.equal(session.numStreams, 2 * STREAMS_PER_TURN);
+    for (let i = 0; i < 5; i++) step();
+    assert.equal(session.numStreams, 200);
+    const ids: number[] = [];
+    for (let i = 0; i < 200; i++) ids.push((await session.accept()).streamID);
+    assert.deepEqual(ids, Array.from({ length: 200 }, (_, i) => 2 * i + 1));
+    session.close();
+  });
+
+  test("maxFramesPerMessage still counts each message whole, across turns", async () => {
+    const { session, end, step } = budgeted({ maxFramesPerMessage: 2 * FRAMES_PER_TURN });
+    const ping = (i: number) => encodeHeader(FrameType.Ping, Flag.ACK, 0, i);
+    // Two messages at the limit: each is counted from its own first frame.
+    end.inject(message(2 * FRAMES_PER_TURN, ping));
+    end.inject(message(2 * FRAMES_PER_TURN, ping));
+    for (let i = 0; i < 5; i++) step();
+    assert.equal(session.closeReason, undefined);
+    assert.equal(end.paused, false);
+    // One over it, cut across turns: abusive once its frame past the limit is reached.
+    end.inject(message(2 * FRAMES_PER_TURN + 1, ping));
+    assert.equal(session.closeReason, undefined);
+    step();
+    assert.equal(session.closeReason, undefined);
+    step();
+    assert.equal((session.closeReason as WslisError | undefined)?.code, "ERR_ABUSIVE_PEER");
+  });
+
+  test("a session closed while work is kept drops it", async () => {
+    const { session, end, step, deferred } = budgeted();
+    const got = await reading(session, end, step);
+    end.inject(message(3 * FRAMES_PER_TURN, byte));
+    await turns(3);
+    assert.equal(got.length, FRAMES_PER_TURN);
+    const written = end.written.length;
+    session.close();
+    for (let i = 0; i < 4; i++) step();
+    await turns(3);
+    assert.equal(got.length, FRAMES_PER_TURN, "nothing more handled");
+    assert.equal(deferred.length, 0, "no further turn queued");
+    assert.deepEqual(framesWritten(end).slice(written).map((f) => f.type), [FrameType.GoAway], "nothing sent but the GoAway");
+    assert.equal(end.resumes, 0);
   });
 });

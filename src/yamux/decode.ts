@@ -38,7 +38,9 @@ export class Decoder {
 
   /**
    * Decodes `chunk`, calling `onFrame` with every frame it completes, in order. When `onFrame` returns
-   * false the rest of the chunk is dropped (the session ended). Throws {@link ProtocolError} on a bad
+   * false decoding stops right after that frame; the return value is how many bytes of `chunk` were
+   * decoded (all of it unless stopped), so the caller may feed the rest later (the session does when a
+   * turn's budget is spent) or drop it (the session ended). Throws {@link ProtocolError} on a bad
    * header, after passing on the frames before it.
    *
    * `onDataHeader`, when given, sees every Data header with a body as soon as the header is read, before
@@ -46,7 +48,7 @@ export class Decoder {
    * the body passed over unbuffered (a stream nobody will read); such a frame reaches `onFrame` at once,
    * with an empty body.
    */
-  feed(chunk: Uint8Array, onFrame: (frame: Frame) => boolean | void, onDataHeader?: (header: FrameHeader) => boolean): void {
+  feed(chunk: Uint8Array, onFrame: (frame: Frame) => boolean | void, onDataHeader?: (header: FrameHeader) => boolean): number {
     let offset = 0;
     while (offset < chunk.length) {
       let frame: Frame;
@@ -70,7 +72,7 @@ export class Decoder {
           this.#body.set(chunk.subarray(offset, offset + n), this.#bodyFill);
           this.#bodyFill += n;
           offset += n;
-          if (this.#bodyFill < length) return;
+          if (this.#bodyFill < length) return offset;
           frame.body = this.#body;
           this.#body = EMPTY;
           this.#bodyFill = 0;
@@ -85,7 +87,7 @@ export class Decoder {
           this.#headerBytes.set(chunk.subarray(offset, offset + n), this.#headerFill);
           this.#headerFill += n;
           offset += n;
-          if (this.#headerFill < HEADER_SIZE) return;
+          if (this.#headerFill < HEADER_SIZE) return offset;
           this.#headerFill = 0;
           frame = readFrame(this.#headerBytes, 0);
         }
@@ -93,7 +95,7 @@ export class Decoder {
         if (frame.type === FrameType.Data && frame.length > 0) {
           if (onDataHeader !== undefined && !onDataHeader(frame)) {
             this.#skip = frame.length;
-            if (onFrame(frame) === false) return;
+            if (onFrame(frame) === false) return offset;
             continue;
           }
           if (chunk.length - offset < frame.length) {
@@ -105,8 +107,9 @@ export class Decoder {
           offset += frame.length;
         }
       }
-      if (onFrame(frame) === false) return;
+      if (onFrame(frame) === false) return offset;
     }
+    return offset;
   }
 
   /** True when no partial frame is buffered (the byte stream ended on a frame boundary). */

@@ -55,6 +55,15 @@ export interface Transport {
   send(message: Uint8Array, onSent: () => void): boolean;
   /** Closes the transport; `reason` is why the session ended (adapters map it to a close code). Idempotent. */
   close(reason?: Error): void;
+  /**
+   * Stops reading from the network until `resume()` (Node's `ws`: the socket stops reading). The session
+   * pauses while it keeps received bytes for a later turn (see {@link FRAMES_PER_TURN}); messages the
+   * transport had already read may still arrive, and are kept in order. Optional: browsers cannot pause
+   * a WebSocket, so there the kept bytes are bounded only by what the peer sends meanwhile.
+   */
+  pause?(): void;
+  /** Reads again after `pause()`. */
+  resume?(): void;
   /** Allocates a message buffer (Node: `Buffer.allocUnsafe`). Default `new Uint8Array(size)`. */
   allocate?(size: number): Uint8Array;
   /**
@@ -69,6 +78,24 @@ export interface TransportSink {
   drain(): void;
   close(error?: Error): void;
 }
+
+/**
+ * Frames the session handles in one turn, across every message of that turn; the rest waits for the
+ * next turn (the clock's `defer`), in order, with the transport paused. A peer's burst of tiny frames
+ * then costs the event loop at most this many frames' work at a time, whatever it sends (pings, window
+ * updates, empty Data frames, GoAways: about 0.3-1 us each), and the messages one socket read delivers
+ * together (several thousand frames) are spread over turns. In Node a turn's continuation queued from
+ * the poll phase runs in the same loop iteration's check phase, so one loop iteration may handle twice
+ * this. Honest traffic rarely reaches it: 1024 frames are 1024 writes or window updates.
+ */
+export const FRAMES_PER_TURN = 1024;
+
+/**
+ * Streams the peer may open per turn (each is a `Stream`, web streams and an accept handed to the
+ * application: tens of us, more with the handler's own first steps); SYNs beyond it wait for the next
+ * turn like frames beyond {@link FRAMES_PER_TURN}.
+ */
+export const STREAMS_PER_TURN = 64;
 
 /** Timers and a monotonic clock, injectable for tests and for pages whose timers are throttled. */
 export type Timers = Clock;
@@ -202,6 +229,22 @@ export class Session extends EventTarget {
   readonly #idleWaiters: (() => void)[] = [];
   #keepAliveTimer: unknown;
 
+  /**
+   * Inbound bytes kept for a later turn, in order: the first chunk from where decoding stopped, then
+   * whole messages. Kept only while the turn's budget is spent; the transport is paused meanwhile.
+   */
+  readonly #backlog: Uint8Array[] = [];
+  /** Frames of the message being decoded so far (maxFramesPerMessage), across turns. */
+  #messageFrames = 0;
+  /** Frames and new streams handled this turn (FRAMES_PER_TURN, STREAMS_PER_TURN). */
+  #turnFrames = 0;
+  #turnStreams = 0;
+  /** A deferred end of turn is queued: it resets the counts and goes on with the backlog. */
+  #turnQueued = false;
+  /** The transport was paused for the backlog. */
+  #paused = false;
+  readonly #defer: (fn: () => void) => void;
+
   #state: SessionState = SessionState.Open;
   /** The peer sent GoAway(normal): what it said, not a state of ours; `open()` rejects. */
   #remoteGoAway = false;
@@ -244,6 +287,7 @@ export class Session extends EventTarget {
     this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
 
     this.#transport = transport;
+    this.#defer = timers.defer ? (fn) => timers.defer!(fn) : (fn) => queueMicrotask(fn);
     this.#outbox = new Outbox({
       sink: transport,
       pool: new BufferPool({
@@ -256,7 +300,7 @@ export class Session extends EventTarget {
         allocate: transport.allocate?.bind(transport),
         clock: timers,
       }),
-      defer: timers.defer ? (fn) => timers.defer!(fn) : (fn) => queueMicrotask(fn),
+      defer: this.#defer,
       maxPendingReplies: settings.maxPendingReplies,
       maxFrameSize: settings.maxFrameSize,
       onDrain: () => resolveAll(this.#drainWaiters),
@@ -419,6 +463,7 @@ export class Session extends EventTarget {
     }
     this.#state = SessionState.Closed;
     this.#closeReason = reason;
+    this.#backlog.length = 0; // what a closed session kept is never handled
     this.#timers.clearTimeout(this.#keepAliveTimer);
     for (const stream of [...this.#streams.values()]) streamControl.fail(stream, reason);
     for (const stream of this.#acceptQueue.splice(0)) streamControl.fail(stream, reason);
@@ -469,17 +514,73 @@ export class Session extends EventTarget {
 
   #receive(chunk: Uint8Array): void {
     if (this.#closeReason) return;
-    // Frames are counted, not bytes: a message of tiny frames costs CPU and replies whatever its size.
-    let frames = 0;
+    if (this.#backlog.length > 0) {
+      // Earlier bytes wait for a later turn: these go after them (messages the transport had read
+      // before it paused).
+      this.#backlog.push(chunk);
+      return;
+    }
+    this.#messageFrames = 0;
+    const done = this.#spent() ? 0 : this.#decode(chunk);
+    if (done < chunk.length && this.#closeReason === undefined) {
+      this.#backlog.push(done === 0 ? chunk : chunk.subarray(done));
+      this.#paused = true;
+      this.#transport.pause?.();
+    }
+  }
+
+  /** True once this turn handled its budget of frames or new streams. */
+  #spent(): boolean {
+    return this.#turnFrames >= FRAMES_PER_TURN || this.#turnStreams >= STREAMS_PER_TURN;
+  }
+
+  /**
+   * The end of a turn in which frames were handled: the budget starts again, and what was kept is
+   * handled, in order, up to it. Once nothing is kept the transport reads again.
+   */
+  #endTurn(): void {
+    this.#turnQueued = false;
+    this.#turnFrames = 0;
+    this.#turnStreams = 0;
+    const backlog = this.#backlog;
+    while (backlog.length > 0 && this.#closeReason === undefined) {
+      if (this.#spent()) return;
+      const chunk = backlog[0]!;
+      const done = this.#decode(chunk);
+      if (this.#closeReason !== undefined) return;
+      if (done < chunk.length) {
+        backlog[0] = chunk.subarray(done);
+        return;
+      }
+      backlog.shift();
+      // The next chunk is a message of its own: its frames are counted afresh.
+      this.#messageFrames = 0;
+    }
+    if (this.#paused && this.#closeReason === undefined) {
+      this.#paused = false;
+      this.#transport.resume?.();
+    }
+  }
+
+  /**
+   * Decodes `chunk` (the rest of the message whose frames `#messageFrames` counts) until it ends, the
+   * turn's budget is spent or the session ends; returns how many of its bytes were decoded.
+   */
+  #decode(chunk: Uint8Array): number {
     try {
-      this.#decoder.feed(
+      return this.#decoder.feed(
         chunk,
         (frame) => {
-          if (++frames > this.#maxFramesPerMessage) {
+          // Frames are counted, not bytes: a message of tiny frames costs CPU and replies whatever its size.
+          if (++this.#messageFrames > this.#maxFramesPerMessage) {
             throw new AbusivePeerError(`more than ${this.#maxFramesPerMessage} frames in one message (maxFramesPerMessage)`);
           }
+          if (this.#turnFrames++ === 0 && !this.#turnQueued) {
+            this.#turnQueued = true;
+            this.#defer(() => this.#endTurn());
+          }
           this.#handleFrame(frame);
-          return this.#closeReason === undefined;
+          return this.#closeReason === undefined && !this.#spent();
         },
         (header) => this.#admitData(header),
       );
@@ -493,6 +594,7 @@ export class Session extends EventTarget {
         this.#logger?.warn("wslis: internal error while handling a frame", error);
         this.close(internal);
       }
+      return chunk.length;
     }
   }
 
@@ -562,6 +664,7 @@ export class Session extends EventTarget {
       return;
     }
     const stream = this.#newStream(streamID, true);
+    this.#turnStreams++;
     // ACK at once, not on first data: hashicorp/yamux closes the whole session when an ACK is late.
     this.#outbox.control(FrameType.WindowUpdate, Flag.ACK, streamID, this.#window - INITIAL_WINDOW);
     streamControl.handleFrame(stream, frame);

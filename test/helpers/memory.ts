@@ -35,6 +35,11 @@ export interface MemoryEnd extends Transport {
   /** Drop the connection as if the network failed (the peer sees close with an error). */
   fail(error: Error): void;
   readonly closedByLocal: boolean;
+  /** True while the session has paused reading (what the peer sends meanwhile is held, as by a socket). */
+  readonly paused: boolean;
+  /** How many times the session paused and resumed this end. */
+  readonly pauses: number;
+  readonly resumes: number;
 }
 
 export function memoryPair(options: MemoryPairOptions = {}): [MemoryEnd, MemoryEnd] {
@@ -50,6 +55,11 @@ class End implements MemoryEnd {
   readonly written: Uint8Array[] = [];
   readonly messages: Uint8Array[] = [];
   closedByLocal = false;
+  paused = false;
+  pauses = 0;
+  resumes = 0;
+  /** What the peer delivered while paused, in order. */
+  readonly #held: Uint8Array[] = [];
   #sink: TransportSink | undefined;
   #early: Uint8Array[] = [];
   #inFlight = 0;
@@ -100,8 +110,22 @@ class End implements MemoryEnd {
     this.#frozen = true;
   }
 
+  /** As if the socket had read it already: delivered even while paused (as `ws` delivers what it read). */
   inject(bytes: Uint8Array): void {
-    this.receive(bytes);
+    if (this.#closed) return;
+    if (this.#sink) this.#sink.data(bytes);
+    else this.#early.push(bytes);
+  }
+
+  pause(): void {
+    this.pauses++;
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.resumes++;
+    this.paused = false;
+    while (!this.paused && this.#held.length > 0 && !this.#closed) this.#sink?.data(this.#held.shift()!);
   }
 
   fail(error: Error): void {
@@ -110,7 +134,8 @@ class End implements MemoryEnd {
 
   receive(chunk: Uint8Array): void {
     if (this.#closed) return;
-    if (this.#sink) this.#sink.data(chunk);
+    if (this.paused || this.#held.length > 0) this.#held.push(chunk);
+    else if (this.#sink) this.#sink.data(chunk);
     else this.#early.push(chunk);
   }
 
