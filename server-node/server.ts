@@ -242,10 +242,12 @@ export class Server extends EventTarget {
       );
     }
     // Session options fail here, not on a device's connection.
-    const window = sessionSettings({ ...options.session, role: "client" }).maxStreamWindow;
+    const window = sessionSettings({ ...options.session, role: "client" }).streamWindow;
     this.#wss = new WebSocketServer({
       noServer: true,
-      // What wslis sends in one message (1 MiB), or a Go peer's Data body of up to the largest window.
+      // What wslis sends in one message (1 MiB), or a Go peer's Data body of up to the largest window
+      // it is granted (1 MiB, or streamWindow if larger: see HELLO_PING); ws refuses more with 1009
+      // from the frame's header, before buffering it.
       maxPayload: maxIncomingMessageBytes(window),
       perMessageDeflate: false,
       handleProtocols: (protocols, request) => {
@@ -385,7 +387,7 @@ export class Server extends EventTarget {
       ...nodeTransportOptions,
       clock: this.#clock,
       closeCode: closeCodeFor,
-      closeError: (code, reason) => closeError(code, reason, "device"),
+      closeError: (code, reason, error) => closeError(code, reason, "device", error),
     });
     const session = new Session(this.#metrics.count(transport), {
       ...this.#options.session,

@@ -497,7 +497,7 @@ function openWebSocket(
   const timeout = options.handshakeTimeout ?? 10_000;
   const Ctor = (options.WebSocket ?? platform.WebSocket)!;
   return new Promise<Transport>((resolve, reject) => {
-    const maxPayload = maxIncomingMessageBytes(sessionSettings({ ...options.session, role: "server" }).maxStreamWindow);
+    const maxPayload = maxIncomingMessageBytes(sessionSettings({ ...options.session, role: "server" }).streamWindow);
     const ws = platform.open(Ctor, url, protocols, headers, (status) => fail(refusal(url, status)), { maxPayload });
     let tick: unknown;
     const cancel = deadline(`WebSocket handshake with ${redact(url)}`, timeout, signal, fail, clock);
@@ -508,7 +508,7 @@ function openWebSocket(
           clock: options.session?.timers ?? platform.clock,
           ...platform.transportOptions,
           closeCode: closeCodeFor,
-          closeError: (code, reason) => closeError(code, reason, "server"),
+          closeError: (code, reason, error) => closeError(code, reason, "server", error),
         }),
       );
     };

@@ -3,7 +3,7 @@
  * layers hand these to the transport; the transport itself only closes with the code it is given.
  */
 
-import { SessionClosedError, WslisError } from "./errors.js";
+import { AbusivePeerError, SessionClosedError, WslisError } from "./errors.js";
 
 /**
  * WebSocket close codes wslis sends, beyond the standard 1000 (normal) and 1001 (going away: server
@@ -54,8 +54,17 @@ export function closeCodeFor(reason: Error | undefined): [number, string] {
  * something only when the server sent them (`peer` "server", on devices); from a device, 1001 is just a
  * page closed or navigated away.
  */
-export function closeError(code: number, reason: string, peer: "server" | "device" = "server"): WslisError {
+export function closeError(code: number, reason: string, peer: "server" | "device" = "server", error?: unknown): WslisError {
   const detail = `the WebSocket closed (code ${code}${reason ? `: ${reason}` : ""})`;
+  // `ws` refused a message over maxPayload (from its header, before buffering it; it closes with 1009):
+  // no wslis or Go peer sends one (see HELLO_PING), so the peer is abusive.
+  if ((error as { code?: unknown } | undefined)?.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
+    return new AbusivePeerError("the peer sent a WebSocket message larger than this side accepts (maxPayload); closing with 1009");
+  }
+  if (error instanceof Error) return new SessionClosedError("ERR_CONNECTION_LOST", `the WebSocket failed: ${error.message}`, { cause: error });
+  if (code === CloseCode.MessageTooBig) {
+    return new SessionClosedError("ERR_CONNECTION_LOST", `the peer refused a message of ours as too big; ${detail}`);
+  }
   if (peer === "device") {
     const why = code === CloseCode.GoingAway ? "the device went away (page closed or navigated)" : "the device disconnected";
     return new SessionClosedError("ERR_CONNECTION_LOST", `${why}; ${detail}`);

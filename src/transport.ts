@@ -62,8 +62,12 @@ export interface WebSocketTransportOptions {
   binaryType?: string;
   /** The close code and reason to close with when the session ended with `reason`. Default 1000. */
   closeCode?: (reason: Error | undefined) => [number, string];
-  /** The error the session ends with when the peer closed the WebSocket. Default `ERR_CONNECTION_LOST`. */
-  closeError?: (code: number, reason: string) => WslisError;
+  /**
+   * The error the session ends with when the WebSocket closed with `code`; `error` is the socket's own
+   * error event before it, if any (`ws` reports a message over `maxPayload` so, then closes with 1009).
+   * Default `ERR_CONNECTION_LOST`.
+   */
+  closeError?: (code: number, reason: string, error?: unknown) => WslisError;
   /** Allocates the session's message buffers. Default `new Uint8Array(size)`; Node passes `Buffer.allocUnsafe`. */
   allocate?: (size: number) => Uint8Array;
   /** Timers for polling `bufferedAmount`. Default the runtime's. */
@@ -121,7 +125,15 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
       poll();
     }
   };
-  const onClose = (event: { code: number; reason: string }) => finish(closeError(event.code, event.reason));
+  /** The socket's last error event (`ws`: why it is closing on its own, e.g. a message over maxPayload). */
+  let socketError: unknown;
+  const onError = (event: { error?: unknown }) => {
+    socketError = event.error;
+    // `ws` failed reading (a message over maxPayload, a malformed frame): it closes the socket itself,
+    // after a close handshake a peer that does not read never completes. The session ends now.
+    if (typeof (socketError as { code?: unknown } | undefined)?.code === "string") finish(closeError(1006, "", socketError));
+  };
+  const onClose = (event: { code: number; reason: string }) => finish(closeError(event.code, event.reason, socketError));
 
   function finish(error: Error | undefined): void {
     if (closed) return;
@@ -169,7 +181,7 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
   ws.binaryType = options.binaryType ?? "arraybuffer";
   // The close event that follows an error says all we need; but `ws` (Node) throws an error event
   // nobody listens to, so listen, for good.
-  ws.addEventListener("error", ignore);
+  ws.addEventListener("error", onError);
   ws.addEventListener("message", onMessage);
   ws.addEventListener("close", onClose);
   if (ws.readyState !== OPEN) finish(new SessionClosedError("ERR_CONNECTION_LOST", "the WebSocket is not open"));
@@ -215,4 +227,3 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
   };
 }
 
-function ignore(): void {}

@@ -30,8 +30,8 @@ export const MAX_MESSAGE_FRAMES = 4096;
  * ({@link MAX_MESSAGE_BYTES}), or one Data frame filling the largest window this side grants (Go's
  * yamux sends a frame's body as one message of up to the window), whichever is larger.
  */
-export function maxIncomingMessageBytes(maxStreamWindow: number): number {
-  return Math.max(MAX_MESSAGE_BYTES, maxStreamWindow + HEADER_SIZE);
+export function maxIncomingMessageBytes(streamWindow: number): number {
+  return Math.max(MAX_MESSAGE_BYTES, streamWindow) + HEADER_SIZE;
 }
 
 /** What the outbox hands messages to: the session's transport. */

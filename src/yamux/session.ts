@@ -97,6 +97,17 @@ export const FRAMES_PER_TURN = 1024;
  */
 export const STREAMS_PER_TURN = 64;
 
+/**
+ * The opaque value of the ping every wslis session sends first ("wSLS"): it tells the peer that this side
+ * never sends a frame larger than a message it accepts (1 MiB - 12 bytes, {@link MAX_MESSAGE_BYTES}). A
+ * Go or other yamux peer just answers it. A peer that sent it may be granted windows up to
+ * `maxStreamWindow`; one that did not (hashicorp/yamux sends a Data body as large as the window it was
+ * given, as one WebSocket message) is granted at most 1 MiB (or `streamWindow` if larger), so that every
+ * message a peer may send fits `maxPayload` ({@link maxIncomingMessageBytes}). A peer that says so and
+ * then sends larger frames only gets itself closed (WebSocket 1009).
+ */
+export const HELLO_PING = 0x77534c53;
+
 /** Timers and a monotonic clock, injectable for tests and for pages whose timers are throttled. */
 export type Timers = Clock;
 
@@ -268,7 +279,8 @@ export class Session extends EventTarget {
     this.#keepAliveTimeout = settings.keepAliveTimeout;
     this.#streamCloseTimeout = settings.streamCloseTimeout;
     this.#timers = options.timers ?? systemClock;
-    this.#tuner = new WindowTuner({ maxWindow: this.#maxWindow });
+    // Windows beyond what fits one message wait for the peer's hello (HELLO_PING).
+    this.#tuner = new WindowTuner({ maxWindow: Math.min(this.#maxWindow, Math.max(MAX_MESSAGE_BYTES, this.#window)) });
     const timers = this.#timers;
     this.#host = {
       maxFrameSize: this.maxFrameSize,
@@ -317,8 +329,9 @@ export class Session extends EventTarget {
         ),
     });
     this.#scheduleKeepAlive();
-    // One ping at once: its round trip sizes stream windows (see maxStreamWindow).
-    if (this.#maxWindow > this.#window) this.ping().catch(() => {});
+    // One ping at once, always: its round trip sizes stream windows (see maxStreamWindow), and its value
+    // tells a wslis peer that our frames fit a message (HELLO_PING).
+    this.#ping(HELLO_PING, {}).catch(() => {});
   }
 
   /** Live streams, both directions. */
@@ -389,11 +402,14 @@ export class Session extends EventTarget {
   }
 
   /** Sends a ping and resolves with the round-trip time in ms. Rejects with `ERR_TIMEOUT` after `timeout`. */
-  async ping(options: { signal?: AbortSignal; timeout?: number } = {}): Promise<number> {
+  ping(options: { signal?: AbortSignal; timeout?: number } = {}): Promise<number> {
+    return this.#ping(this.#pingID(), options);
+  }
+
+  async #ping(id: number, options: { signal?: AbortSignal; timeout?: number }): Promise<number> {
     if (this.#closeReason) throw this.#closeReason;
     const { signal, timeout = this.#keepAliveTimeout } = options;
     signal?.throwIfAborted();
-    const id = this.#pingID();
     return new Promise<number>((resolve, reject) => {
       const done = (error: Error | undefined, rtt?: number) => {
         cancel();
@@ -418,7 +434,7 @@ export class Session extends EventTarget {
   #pingID(): number {
     for (;;) {
       const id = crypto.getRandomValues(new Uint32Array(1))[0]!;
-      if (!this.#pings.has(id)) return id;
+      if (!this.#pings.has(id) && id !== HELLO_PING) return id;
     }
   }
 
@@ -675,6 +691,8 @@ export class Session extends EventTarget {
 
   #handlePing(frame: Frame): void {
     if (frame.flags & Flag.SYN) {
+      // A wslis peer: its frames fit a message, so windows may grow to the full maxStreamWindow.
+      if (frame.length === HELLO_PING) this.#tuner.maxWindow = this.#maxWindow;
       this.#outbox.pong(frame.length);
     } else if (frame.flags & Flag.ACK) {
       const ping = this.#pings.get(frame.length);

@@ -34,7 +34,7 @@ export interface WindowTunerOptions {
 }
 
 export class WindowTuner {
-  readonly #maxWindow: number;
+  #maxWindow: number;
   readonly #minRoundTrip: number;
   readonly #samples: number[] = [];
   readonly #keep: number;
@@ -49,6 +49,15 @@ export class WindowTuner {
     this.#minRoundTrip = options.minRoundTrip ?? 2;
     this.#keep = options.samples ?? 8;
     this.#decayTime = options.decayTime ?? 10_000;
+  }
+
+  /** Largest window, in bytes: may be raised once the session learns the peer can use more (never lowered). */
+  get maxWindow(): number {
+    return this.#maxWindow;
+  }
+
+  set maxWindow(bytes: number) {
+    this.#maxWindow = Math.max(this.#maxWindow, bytes);
   }
 
   /** A measured round trip, in ms. */
