@@ -87,7 +87,22 @@ test("a display set in the console's UI shows on that kiosk", async () => {
   await admin.waitForSelector('[data-testid="current-display"]:has-text("HTML")', { timeout: 5000 });
 });
 
+/** A screenshot through the API, as a decoded PNG; a non-200 answer fails with its body. */
+async function screenshot(id: string): Promise<ReturnType<typeof decodePng>> {
+  const response = await api("GET", `/api/devices/${id}/screenshot`);
+  const bytes = Buffer.from(await response.arrayBuffer());
+  assert.equal(response.status, 200, `screenshot of ${id}: ${response.status} ${bytes.subarray(0, 300).toString()}`);
+  return decodePng(bytes);
+}
+
 test("the API's screenshot is a PNG of the kiosk's size that shows the colour block", async () => {
+  // The console shows the screenshot it took after the change, at the kiosk's size. The kiosk renders
+  // one at a time: waiting for it first keeps the API's requests from queueing behind it.
+  await admin.waitForFunction(
+    ({ width }) => (document.getElementById("screenshot-img") as HTMLImageElement | null)?.naturalWidth === width,
+    VIEWPORT,
+    { timeout: 15_000 },
+  );
   const response = await api("GET", "/api/devices/k-one/screenshot");
   assert.equal(response.status, 200);
   assert.equal(response.headers.get("content-type"), "image/png");
@@ -98,16 +113,9 @@ test("the API's screenshot is a PNG of the kiosk's size that shows the colour bl
   assert.ok(blockShare(png) > 0.98, `only ${(blockShare(png) * 100).toFixed(1)}% of the pixels are the block colour`);
 
   // The other kiosk's screenshot is its own screen, not a copy: no block, and not blank either.
-  const other = decodePng(Buffer.from(await (await api("GET", "/api/devices/k-two/screenshot")).arrayBuffer()));
+  const other = await screenshot("k-two");
   assert.ok(blockShare(other) < 0.01);
   assert.ok(distinctColours(other) > 50, "the idle screen should have text and a gradient, not one flat colour");
-
-  // The console shows the screenshot it took after the change, at the kiosk's size.
-  await admin.waitForFunction(
-    ({ width }) => (document.getElementById("screenshot-img") as HTMLImageElement | null)?.naturalWidth === width,
-    VIEWPORT,
-    { timeout: 10_000 },
-  );
 });
 
 test("status and display answer JSON through the API", async () => {
