@@ -277,6 +277,11 @@ export class Stream implements Conn {
         start: (controller) => {
           this.#writeController = controller;
           if (this.#error !== undefined) controller.error(this.#error);
+          // The spec calls the sink's abort only once the write in flight settles, and a write waiting for
+          // credit from a peer that never reads would never settle: the abort resets the stream at once.
+          // In a microtask: erroring the controller inside the signal's event breaks Node 20's abort (it
+          // read the state before the event, then calls the algorithms the error cleared).
+          controller.signal?.addEventListener("abort", () => queueMicrotask(() => this.reset()), { once: true });
         },
         write: (chunk) => this.#send(chunk),
         close: () => this.#sendFin(),
@@ -545,8 +550,12 @@ export class Stream implements Conn {
       const drained = this.#host.sendData(this.streamID, n === bytes.length ? bytes : bytes.subarray(offset, offset + n));
       offset += n;
       if (drained) {
+        // Woken by the drain, or by a reset meanwhile (#fail) when the transport never drains.
         const from = offset;
-        return drained.then(() => this.#write(bytes, from));
+        return new Promise<void>((resolve) => {
+          this.#wakeWriter = resolve;
+          void drained.then(resolve);
+        }).then(() => this.#write(bytes, from));
       }
     }
     return undefined;
