@@ -588,7 +588,9 @@ test("during a server outage the console marks kiosks unknown and disables their
 
     // The server comes back on the same port: the kiosk redials, the console is live again.
     restarted = await startDemo({ port: own.port, host: "127.0.0.1", log: () => {}, deviceTimeout: DEVICE_TIMEOUT });
-    await console_.waitForSelector('#devices [data-device-id="k-outage"][data-state="online"]', { timeout: 20_000 });
+    // The kiosk's next attempt comes after a full-jitter backoff whose ceiling doubles with every refused
+    // one: up to the default policy's maxDelay, 30 s, after a long outage on a loaded machine.
+    await console_.waitForSelector('#devices [data-device-id="k-outage"][data-state="online"]', { timeout: 35_000 });
     await console_.waitForSelector('.state-pill[data-state="online"]', { timeout: 5000 });
     assert.ok((await enabled()) > 0);
     assert.equal(await console_.getAttribute("#live", "data-state"), "live");
