@@ -168,6 +168,34 @@ export class DeviceHttp {
   }
 }
 
+/**
+ * A device's answer as the node-to-node endpoint passes it on: its head and its body, but no `Response`,
+ * whose Headers and body stream cost tens of µs to build for bytes that are only sent on (the calling
+ * node builds the caller's Response from the same fields, as a local fetch does).
+ */
+export interface Answer {
+  status: number;
+  statusText: string;
+  /** The header fields as the device sent them. */
+  fields: [string, string][];
+  /** All of the body, when it came with the head (empty when there is none). */
+  whole: Uint8Array | undefined;
+  /** Otherwise the body, as it comes. */
+  body: ReadableStream<Uint8Array> | undefined;
+}
+
+/** The `init` key that asks a fetch for an {@link Answer} (see {@link fetchAnswer}). */
+const ANSWER = Symbol("wslis.answer");
+
+/**
+ * `dialer.fetch` resolved with an {@link Answer} instead of a Response; the same request, timeouts,
+ * signal and errors.
+ */
+export function fetchAnswer(dialer: { fetch(input: string, init: FetchInit): Promise<Response> }, url: string, init: FetchInit): Promise<Answer> {
+  (init as { [ANSWER]?: boolean })[ANSWER] = true;
+  return dialer.fetch(url, init) as Promise<unknown> as Promise<Answer>;
+}
+
 /** A request as it goes on the wire. */
 interface Outgoing {
   method: string;
@@ -180,6 +208,8 @@ interface Outgoing {
   body: Uint8Array | ReadableStream<Uint8Array> | null;
   length: number | undefined;
   signal: AbortSignal | undefined;
+  /** Resolve with an {@link Answer}, not a Response. */
+  answer: boolean;
 }
 
 const encoder = new TextEncoder();
@@ -255,6 +285,7 @@ function outgoing(input: string | URL | Request, init: FetchInit): Outgoing {
     body: body as Outgoing["body"],
     length,
     signal,
+    answer: (init as { [ANSWER]?: boolean })[ANSWER] === true,
   };
 }
 
@@ -441,7 +472,7 @@ class Call {
   readonly #maxHeadSize: number;
   #state: "head" | "body" | "done" | "failed" = "head";
   #conn: Connection | undefined;
-  #resolve!: (response: Response) => void;
+  #resolve!: (response: Response | Answer) => void;
   #reject!: (error: unknown) => void;
   #controller: ReadableStreamDefaultController<Uint8Array> | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -461,7 +492,7 @@ class Call {
   }
 
   start(): Promise<Response> {
-    const promise = new Promise<Response>((resolve, reject) => {
+    const promise = new Promise<Response | Answer>((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
     });
@@ -478,7 +509,7 @@ class Call {
       signal.addEventListener("abort", this.#onAbort);
     }
     void this.#run();
-    return promise;
+    return promise as Promise<Response>;
   }
 
   /** Stops the call with `reason`: the fetch rejects, or the body errors; the stream is reset. */
@@ -581,7 +612,8 @@ class Call {
       this.#state = "done";
       this.#cleanUp();
       this.#conn = undefined;
-      this.#resolve(new Response(nullBody ? null : wholeBody(whole), init));
+      if (request.answer) this.#resolve({ status: init.status, statusText: init.statusText, fields: init.headers, whole: nullBody ? EMPTY : whole, body: undefined });
+      else this.#resolve(new Response(nullBody ? null : wholeBody(whole), init));
       this.#pool.release(conn, keepAlive && this.#uploadDone);
       return;
     }
@@ -600,7 +632,8 @@ class Call {
     // From here the timer bounds body reads: re-armed for each one.
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    this.#resolve(new Response(stream, init));
+    if (request.answer) this.#resolve({ status: init.status, statusText: init.statusText, fields: init.headers, whole: undefined, body: stream });
+    else this.#resolve(new Response(stream, init));
   }
 
   async #pull(controller: ReadableStreamDefaultController<Uint8Array>, source: BodySource, keepAlive: boolean): Promise<void> {
@@ -703,9 +736,6 @@ class Call {
 
 const EMPTY = new Uint8Array(0);
 
-/** The bytes of each body made by {@link wholeBody}, for {@link wholeBytes}. */
-const wholeBodies = new WeakMap<ReadableStream<Uint8Array>, Uint8Array>();
-
 /**
  * A body stream holding `bytes`, ended. A stream, not the bytes themselves: undici copies a byte body and
  * builds a byte stream for it, which reading costs about a third more (measured in Node 20). A view of
@@ -713,25 +743,12 @@ const wholeBodies = new WeakMap<ReadableStream<Uint8Array>, Uint8Array>();
  */
 export function wholeBody(bytes: Uint8Array): ReadableStream<Uint8Array> {
   const chunk = bytes.length * 2 >= bytes.buffer.byteLength ? bytes : bytes.slice();
-  const stream = new ReadableStream<Uint8Array>({
+  return new ReadableStream<Uint8Array>({
     start(controller) {
       if (chunk.length > 0) controller.enqueue(chunk);
       controller.close();
     },
   });
-  wholeBodies.set(stream, chunk);
-  return stream;
-}
-
-/**
- * All of a response body that came whole with its head ({@link wholeBody}), if nothing read it yet: the
- * node-to-node endpoint sends it on in one write with its length, instead of reading it as a stream.
- */
-export function wholeBytes(response: Response): Uint8Array | undefined {
-  if (response.bodyUsed) return undefined;
-  const body = response.body;
-  if (body === null) return EMPTY;
-  return body.locked ? undefined : wholeBodies.get(body);
 }
 
 /** Writes `head`, then `body` (too large to join in one frame). */

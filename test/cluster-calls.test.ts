@@ -236,6 +236,23 @@ describe("the same calls through a node and locally", () => {
     }
   });
 
+  test("fetch: an answer a Response refuses (status 600) fails as ERR_HTTP, as locally", async () => {
+    const ids = await twins((listener) => {
+      void (async () => {
+        for await (const conn of listener) {
+          void (async () => {
+            const reader = conn.readable.getReader();
+            await reader.read(); // the request head (a GET: nothing follows)
+            const writer = conn.writable.getWriter();
+            await writer.write(encoder.encode("HTTP/1.1 600 Odd\r\ncontent-length: 2\r\n\r\nhi"));
+          })().catch(() => {});
+        }
+      })();
+    });
+    const result = await same(ids, async (id) => (await a.server.fetch(id, "http://device/")).text());
+    assert.equal((result as { code?: string }).code, "ERR_HTTP", JSON.stringify(result));
+  });
+
   /** Raw stream devices: each stream's first bytes say what to do. */
   function streamDevice(listener: Listener): void {
     void (async () => {

@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex, Readable } from "node:stream";
 import { DeviceNotFoundError, HttpError } from "../../src/errors.js";
 import type { Dialer } from "../dialer.js";
-import { wholeBytes } from "../http.js";
+import { fetchAnswer, type Answer, type FetchInit } from "../http.js";
 import type { ServerLogger } from "../server.js";
 import { refuseUpgrade } from "../upgrade.js";
 import {
@@ -129,9 +129,9 @@ export class NodeEndpoint {
       body = rest;
       request.resume();
     } else body = requestBody(request, rest);
-    let res: Response;
+    let res: Answer;
     try {
-      res = await dialer.fetch(head.url, {
+      res = await fetchAnswer(dialer, head.url, {
         method: head.method,
         // None (a plain GET): no Headers to build.
         ...(Array.isArray(head.headers) && head.headers.length === 0 ? {} : { headers: head.headers }),
@@ -139,7 +139,7 @@ export class NodeEndpoint {
         timeout: head.timeout,
         ...(typeof head.bodyTimeout === "number" ? { bodyTimeout: head.bodyTimeout } : {}),
         signal: gone.signal,
-      } as RequestInit);
+      } as FetchInit);
     } catch (error) {
       return this.#answerError(request, response, error);
     }
@@ -147,8 +147,8 @@ export class NodeEndpoint {
       await res.body?.cancel().catch(() => {});
       return;
     }
-    const answer = encodeHead({ status: res.status, statusText: res.statusText, headers: [...res.headers] });
-    const whole = wholeBytes(res);
+    const answer = encodeHead({ status: res.status, statusText: res.statusText, headers: res.fields });
+    const whole = res.whole;
     if (whole !== undefined) {
       // The device's body came whole with its head (the usual small answer): it goes on with our head in
       // one write, with a Content-Length. Nothing can fail after it, so no chunked framing and no trailer,

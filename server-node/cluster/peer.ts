@@ -467,17 +467,21 @@ class ForwardedFetch implements Dispatcher.DispatchHandler {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     if (NULL_BODY_STATUS.has(status) || this.#request.head.method === "HEAD") {
+      const response = this.#response(null, status, statusText, headers);
+      if (!response) return;
       this.#state = "done";
       this.#cleanUp();
-      this.#resolve(new Response(null, { status, statusText, headers }));
+      this.#resolve(response);
       return;
     }
     if (this.#received === this.#length) {
       // The whole answer is here (the owning node sends a body that came whole in one write, with its
       // length): handed over as a local fetch hands such a body, with no pulls and no body timer.
+      const response = this.#response(wholeBody(rest), status, statusText, headers);
+      if (!response) return;
       this.#state = "done";
       this.#cleanUp();
-      this.#resolve(new Response(wholeBody(rest), { status, statusText, headers }));
+      this.#resolve(response);
       return;
     }
     const stream = new ReadableStream<Uint8Array>(
@@ -495,10 +499,25 @@ class ForwardedFetch implements Dispatcher.DispatchHandler {
       },
       { highWaterMark: BODY_BUFFER_BYTES, size: (chunk) => chunk.byteLength },
     );
+    const response = this.#response(stream, status, statusText, headers);
+    if (!response) return;
     this.#state = "body";
-    this.#resolve(new Response(stream, { status, statusText, headers }));
+    this.#resolve(response);
     this.#armBodyTimer();
     if (rest.length > 0) this.#enqueue(controller, rest);
+  }
+
+  /**
+   * The caller's Response, built here from the device's fields as a local fetch builds it there; a status
+   * or field a Response refuses fails the fetch as it fails a local one (ERR_HTTP).
+   */
+  #response(body: ReadableStream<Uint8Array> | null, status: number, statusText: string, headers: [string, string][]): Response | undefined {
+    try {
+      return new Response(body, { status, statusText, headers });
+    } catch (error) {
+      this.#fail(new HttpError(`reverse HTTP request to the device failed: ${(error as Error).message}`, { cause: error }));
+      return undefined;
+    }
   }
 
   #enqueue(controller: Dispatcher.DispatchController, chunk: Buffer): void {
