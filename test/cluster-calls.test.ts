@@ -223,7 +223,7 @@ describe("the same calls through a node and locally", () => {
     const seen = (res: Response, bytes: Uint8Array) => ({
       status: res.status,
       statusText: res.statusText,
-      headers: [...res.headers],
+      headers: [...res.headers].filter(([name]) => name !== "date"), // the two calls may fall in different seconds
       length: bytes.length,
       sum: bytes.reduce((x, y) => (x * 31 + y) % 1_000_003, 0),
     });
