@@ -187,13 +187,25 @@ export interface Answer {
 /** The `init` key that asks a fetch for an {@link Answer} (see {@link fetchAnswer}). */
 const ANSWER = Symbol("wslis.answer");
 
+/** What {@link fetchAnswer} hands down: the call sets `abort` as it starts. */
+interface AnswerControl {
+  abort?: (reason: unknown) => void;
+}
+
 /**
- * `dialer.fetch` resolved with an {@link Answer} instead of a Response; the same request, timeouts,
- * signal and errors.
+ * `dialer.fetch` resolved with an {@link Answer} instead of a Response; the same request, timeouts and
+ * errors. `abort(reason)` does what a signal's abort does (an AbortController and its listener cost
+ * ~10 µs a request).
  */
-export function fetchAnswer(dialer: { fetch(input: string, init: FetchInit): Promise<Response> }, url: string, init: FetchInit): Promise<Answer> {
-  (init as { [ANSWER]?: boolean })[ANSWER] = true;
-  return dialer.fetch(url, init) as Promise<unknown> as Promise<Answer>;
+export function fetchAnswer(
+  dialer: { fetch(input: string, init: FetchInit): Promise<Response> },
+  url: string,
+  init: FetchInit,
+): { answer: Promise<Answer>; abort(reason: unknown): void } {
+  const control: AnswerControl = {};
+  (init as { [ANSWER]?: AnswerControl })[ANSWER] = control;
+  const answer = dialer.fetch(url, init) as Promise<unknown> as Promise<Answer>;
+  return { answer, abort: (reason) => control.abort?.(reason) };
 }
 
 /** A request as it goes on the wire. */
@@ -208,8 +220,8 @@ interface Outgoing {
   body: Uint8Array | ReadableStream<Uint8Array> | null;
   length: number | undefined;
   signal: AbortSignal | undefined;
-  /** Resolve with an {@link Answer}, not a Response. */
-  answer: boolean;
+  /** Resolve with an {@link Answer}, not a Response (see {@link fetchAnswer}). */
+  answer: AnswerControl | undefined;
 }
 
 const encoder = new TextEncoder();
@@ -285,7 +297,7 @@ function outgoing(input: string | URL | Request, init: FetchInit): Outgoing {
     body: body as Outgoing["body"],
     length,
     signal,
-    answer: (init as { [ANSWER]?: boolean })[ANSWER] === true,
+    answer: (init as { [ANSWER]?: AnswerControl })[ANSWER],
   };
 }
 
@@ -508,6 +520,7 @@ class Call {
       this.#onAbort = () => this.fail(signal.reason);
       signal.addEventListener("abort", this.#onAbort);
     }
+    if (this.#request.answer) this.#request.answer.abort = (reason) => this.fail(reason);
     void this.#run();
     return promise as Promise<Response>;
   }

@@ -118,28 +118,27 @@ export class NodeEndpoint {
         new DeviceNotFoundError(String(head.id), `device ${JSON.stringify(head.id)} (generation ${head.generation}) is not connected to node ${this.#options.node}`),
       );
     }
-    // When the calling node goes away (or aborts), so does the request to the device.
-    const gone = new AbortController();
-    response.once("close", () => {
-      if (!response.writableFinished) gone.abort(new DOMException("the calling node went away", "AbortError"));
-    });
     let body: Uint8Array | ReadableStream<Uint8Array> | undefined;
     if (!head.body) request.resume();
     else if (complete) {
       body = rest;
       request.resume();
     } else body = requestBody(request, rest);
+    const call = fetchAnswer(dialer, head.url, {
+      method: head.method,
+      // None (a plain GET): no Headers to build.
+      ...(Array.isArray(head.headers) && head.headers.length === 0 ? {} : { headers: head.headers }),
+      ...(body === undefined ? {} : { body, duplex: "half" }),
+      timeout: head.timeout,
+      ...(typeof head.bodyTimeout === "number" ? { bodyTimeout: head.bodyTimeout } : {}),
+    } as FetchInit);
+    // When the calling node goes away (or aborts), so does the request to the device.
+    response.once("close", () => {
+      if (!response.writableFinished) call.abort(new DOMException("the calling node went away", "AbortError"));
+    });
     let res: Answer;
     try {
-      res = await fetchAnswer(dialer, head.url, {
-        method: head.method,
-        // None (a plain GET): no Headers to build.
-        ...(Array.isArray(head.headers) && head.headers.length === 0 ? {} : { headers: head.headers }),
-        ...(body === undefined ? {} : { body, duplex: "half" }),
-        timeout: head.timeout,
-        ...(typeof head.bodyTimeout === "number" ? { bodyTimeout: head.bodyTimeout } : {}),
-        signal: gone.signal,
-      } as FetchInit);
+      res = await call.answer;
     } catch (error) {
       return this.#answerError(request, response, error);
     }
@@ -165,7 +164,7 @@ export class NodeEndpoint {
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
-        if (response.destroyed) throw gone.signal.reason;
+        if (response.destroyed) throw new DOMException("the calling node went away", "AbortError");
         if (!response.write(value)) await drained(response);
       }
     } catch (error) {
