@@ -8,7 +8,7 @@
  * measured in the same run: a keep-alive HTTP request from node A's process to node B's listener and its
  * answer (B answers it at once; undici, as the node-to-node client). The three kinds are interleaved call
  * by call, so that a busy machine slows them alike. Also 16 calls in flight, and 5 MB POST echoes
- * through a node against local (target ≥ 0.8×).
+ * through a node against local (target ≥ 0.8×), the two in alternating order from round to round.
  *
  * `node --import tsx bench/cluster.ts`, or `BENCH_ONLY=cluster npm run bench`. Knobs:
  *  BENCH_CLUSTER_OPS     sequential 1 KB GETs per kind per round (default 1000)
@@ -115,7 +115,9 @@ export async function benchCluster(options: ClusterBenchOptions = {}): Promise<{
           latency[kind].push((performance.now() - t) * 1000);
         }
       }
-      for (const [kind, id] of [["local", "local"], ["through a node", "remote"]] as const) {
+      // Local first in even rounds, through a node first in odd ones.
+      const pairs = [["local", "local"], ["through a node", "remote"]] as const;
+      for (const [kind, id] of round % 2 === 0 ? pairs : [...pairs].reverse()) {
         let next = 0;
         const started = performance.now();
         await Promise.all(

@@ -346,7 +346,7 @@ class ForwardedFetch implements Dispatcher.DispatchHandler {
     const head = encodeHead(this.#request.head);
     const headers: Record<string, string> = { authorization: this.#authorization, "content-type": "application/octet-stream" };
     let payload: Buffer | AsyncIterable<Uint8Array>;
-    if (body === null) payload = Buffer.from(head.buffer, head.byteOffset, head.length);
+    if (body === null) payload = head;
     else if (body instanceof Uint8Array) {
       headers["content-length"] = String(head.length + body.length);
       payload = body.length <= COALESCE_BYTES ? Buffer.concat([head, body]) : this.#upload(head, body);
