@@ -31,21 +31,40 @@ export function deadline(
 
 /**
  * Runs `fn` with a signal that aborts when `signal` does or after `ms` (a {@link TimeoutError} naming
- * `what`); rejects at once if `signal` is already aborted.
+ * `what`); rejects at once if `signal` is already aborted. The returned promise settles by the deadline
+ * whether or not `fn` heeds its signal: a caller is never held past it (a `fn` that ignores the signal
+ * goes on in the background, its outcome dropped).
  */
-export async function withTimeout<T>(
+export function withTimeout<T>(
   what: string,
   ms: number,
   signal: AbortSignal | undefined,
   fn: (signal: AbortSignal) => Promise<T>,
   clock?: Clock,
 ): Promise<T> {
-  signal?.throwIfAborted();
+  if (signal?.aborted) return Promise.reject(abortReason(signal));
   const controller = new AbortController();
-  const cancel = deadline(what, ms, signal, (error) => controller.abort(error), clock);
-  try {
-    return await fn(controller.signal);
-  } finally {
-    cancel();
-  }
+  return new Promise<T>((resolve, reject) => {
+    const cancel = deadline(
+      what,
+      ms,
+      signal,
+      (error) => {
+        cancel();
+        controller.abort(error);
+        reject(error);
+      },
+      clock,
+    );
+    fn(controller.signal).then(
+      (value) => {
+        cancel();
+        resolve(value);
+      },
+      (error: unknown) => {
+        cancel();
+        reject(error);
+      },
+    );
+  });
 }

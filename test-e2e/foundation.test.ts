@@ -217,6 +217,33 @@ test("a server-side reset fails the page's pending read and write with ERR_STREA
   t.diagnostic(`page saw the reset: read after ${seen.read.ms.toFixed(1)} ms, write after ${seen.write.ms.toFixed(1)} ms`);
 });
 
+test("the page aborts a write stuck on a server that does not read: the stream is reset at once, both sides", { timeout: TEST_TIMEOUT }, async (t) => {
+  const { server, result } = await serve(t, async (dialer) => {
+    const conn = await dialer.dial();
+    // Reads nothing: the page's 4 MiB write waits for credit until its writer is aborted.
+    const closed = await within(
+      conn.closed.then(
+        () => undefined,
+        (error: unknown) => error as { code?: string },
+      ),
+      SIDE_TIMEOUT,
+      "the server's conn.closed",
+    );
+    return { closedCode: closed?.code };
+  });
+  const page = await openPage(t, server, "esm");
+  type Outcome = { status: string; ms: number; code?: string; message?: string };
+  const [seen, served] = await Promise.all([
+    runInPage<{ abort: Outcome; write: Outcome; state: string }>(page, "esm", "abortStuckWrite", server.wsUrl),
+    within(result, SIDE_TIMEOUT, "the server side"),
+  ]);
+  assert.equal(seen.abort.status, "fulfilled", `the abort: ${JSON.stringify(seen.abort)}`);
+  assert.equal(seen.write.status, "rejected", `the stuck write: ${JSON.stringify(seen.write)}`);
+  assert.equal(seen.state, "reset");
+  assert.equal(served.closedCode, "ERR_STREAM_RESET", "the server's side is reset by the page's RST");
+  t.diagnostic(`abort settled after ${seen.abort.ms.toFixed(1)} ms, the write after ${seen.write.ms.toFixed(1)} ms`);
+});
+
 test("the headers option in the browser builds is a TypeError that points to params", { timeout: TEST_TIMEOUT }, async (t) => {
   const { server, connections } = await serve(t, async () => undefined);
   for (const build of ["esm", "iife"] as const) {

@@ -70,6 +70,20 @@ describe("deadline", () => {
     assert.equal(clock.pending, 0, "no timer left behind");
     await assert.rejects(withTimeout("op", 100, AbortSignal.abort(reason), async () => 7, clock), (e) => e === reason);
   });
+
+  test("withTimeout settles by its deadline even when fn ignores the signal (a server's drain waited forever)", async () => {
+    const clock = new FakeClock();
+    const never = new Promise<never>(() => {});
+    const pending = withTimeout("drain", 100, undefined, () => never, clock);
+    clock.advance(100);
+    await assert.rejects(pending, (e: unknown) => e instanceof TimeoutError && /drain/.test(e.message));
+    const caller = new AbortController();
+    const reason = new Error("stop");
+    const aborted = withTimeout("drain", 100, caller.signal, () => never, clock);
+    caller.abort(reason);
+    await assert.rejects(aborted, (e) => e === reason);
+    assert.equal(clock.pending, 0, "no timer left behind");
+  });
 });
 
 describe("waiters", () => {

@@ -385,6 +385,20 @@ describe("drain and metrics", () => {
     await assert.rejects(rawUpgrade(port), /ECONNREFUSED/, "the port is closed");
   });
 
+  test("close() is bounded by drainTimeout while a device holds a stream open and keeps writing to it", async () => {
+    const { server, url } = await startServer(() => {}, { drainTimeout: 300, logger: quiet });
+    const listener = await dialAndListen(url, { params: { deviceId: "stuck" }, reconnect: false });
+    cleanup.push(() => listener.close());
+    await until(() => server.devices.size === 1, 2000, "device");
+    const conn = await server.devices.get("stuck")!.dial();
+    const deviceConn = await listener.accept();
+    // The device writes more than the window; the server never reads: the stream can never end by itself.
+    void deviceConn.writable.getWriter().write(new Uint8Array(4 * 1024 * 1024)).catch(() => {});
+    await within(server.close(), 3000, "server.close() past its 300 ms drain");
+    await assert.rejects(within(conn.closed, 1000, "the held stream"), hasCode("ERR_SERVER_SHUTDOWN"));
+    assert.equal(((await within(listener.closed, 2000, "the device's session")) as WslisError).code, "ERR_SERVER_SHUTDOWN");
+  });
+
   test("metrics: devices, sessions by reason, streams, bytes and RTT histogram; Prometheus text", async () => {
     const { server, url } = await startServer(() => {});
     cleanup.push(() => server.close());

@@ -146,6 +146,27 @@ const scenarios = {
     return { read, write, closed, streamID: conn.streamID };
   },
 
+  /**
+   * Writes 4 MiB against a window the server never reopens, aborts the writer once the write is stuck,
+   * and reports how the write and the abort end. Every wait is bounded.
+   */
+  async abortStuckWrite(sdk, url) {
+    const lis = await dial(sdk, url, "abort");
+    const conn = await lis.accept();
+    const writer = conn.writable.getWriter();
+    const writing = writer.write(new Uint8Array(4 * 1024 * 1024));
+    writing.catch(() => {});
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const started = performance.now();
+    const settle = (promise) =>
+      within(promise, 5000, "the stream operation").then(
+        () => ({ status: "fulfilled", ms: performance.now() - started }),
+        (error) => ({ status: "rejected", ms: performance.now() - started, ...describeError(error) }),
+      );
+    const [abort, write] = await Promise.all([settle(writer.abort(new Error("gave up"))), settle(writing)]);
+    return { abort, write, state: conn.state };
+  },
+
   /** Passes the Node-only `headers` option; resolves with the error, or with null if none was thrown. */
   async headersOption(sdk, url) {
     try {
