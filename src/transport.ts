@@ -33,6 +33,8 @@ export interface WebSocketLike {
   close(code?: number, reason?: string): void;
   addEventListener(type: string, listener: (event: any) => void): void;
   removeEventListener(type: string, listener: (event: any) => void): void;
+  /** Drops the connection without a close handshake (Node's `ws`). */
+  terminate?(): void;
   /** Stops and restarts reading from the network: Node's `ws` has them, browsers' WebSocket does not. */
   pause?(): void;
   resume?(): void;
@@ -131,7 +133,12 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
     socketError = event.error;
     // `ws` failed reading (a message over maxPayload, a malformed frame): it closes the socket itself,
     // after a close handshake a peer that does not read never completes. The session ends now.
-    if (typeof (socketError as { code?: unknown } | undefined)?.code === "string") finish(closeError(1006, "", socketError));
+    // Its close frame is queued; the connection is then dropped, so that the rest of a refused message
+    // (up to what the peer's socket buffers hold) is not read just to be thrown away.
+    if (typeof (socketError as { code?: unknown } | undefined)?.code === "string") {
+      finish(closeError(1006, "", socketError));
+      ws.terminate?.();
+    }
   };
   const onClose = (event: { code: number; reason: string }) => finish(closeError(event.code, event.reason, socketError));
 

@@ -39,6 +39,9 @@ describe("hostile device against the default server", () => {
     }
   }
 
+  test("one 12 MB message: refused from its header (maxPayload), never buffered",
+    run({ name: "Ping(SYN) × 1,000,000, one message", messages: flood(1_000_000, 1_000_000, kinds["Ping(SYN)"]!), read: true, expect: "abusive" }));
+
   test("Data frames whose header promises more than the window: refused before the body arrives",
     run({
       name: "oversized Data headers",

@@ -3,7 +3,8 @@ import { describe, test } from "node:test";
 import { AbusivePeerError, ProtocolError, WslisError } from "../src/errors.js";
 import { Flag, FrameType, GoAwayCode, HEADER_SIZE, INITIAL_WINDOW, encodeHeader, readHeader } from "../src/yamux/frame.js";
 import { concat } from "../src/http/reader.js";
-import { FRAMES_PER_TURN, STREAMS_PER_TURN, Session, SessionState } from "../src/yamux/session.js";
+import { FRAMES_PER_TURN, HELLO_PING, STREAMS_PER_TURN, Session, SessionState } from "../src/yamux/session.js";
+import { MAX_MESSAGE_BYTES, maxIncomingMessageBytes } from "../src/yamux/outbox.js";
 import { WindowTuner } from "../src/yamux/tuner.js";
 import type { Conn } from "../src/yamux/stream.js";
 import { FakeClock } from "./helpers/clock.js";
@@ -620,6 +621,10 @@ describe("hostile peers: floods, budgets, limits", () => {
       if (name === "Ping(SYN)") {
         assert.ok(earlier.length <= Math.ceil(5000 / FRAMES_PER_TURN), `one pong per turn at most: ${earlier.length}`);
         assert.ok(earlier.every(([type]) => type === FrameType.Ping));
+      } else if (name.startsWith("SYN")) {
+        // The refusals (RST) of the turns before; never more than the frames handled before the budget.
+        assert.ok(earlier.length < 4096, `${earlier.length} refusals`);
+        assert.ok(earlier.every(([type]) => type === FrameType.WindowUpdate));
       } else {
         assert.deepEqual(earlier, [], "what was queued for the peer is dropped: it gets the GoAway alone");
       }
@@ -704,6 +709,8 @@ describe("hostile peers: floods, budgets, limits", () => {
       const bytes = new Uint8Array(64 * 1024);
       bytes.set(encodeHeader(FrameType.Data, 0, 1, 1), 0);
       bytes.set(encodeHeader(FrameType.Data, 0, 99, bytes.length - 25), 13); // a stream we do not know: passed over
+      // As a socket does: no more is read while the session has paused it (its budget per turn is spent).
+      while (serverEnd.paused) await turns();
       serverEnd.inject(bytes);
     }
     assert.equal(server.closeReason, undefined);
@@ -910,6 +917,10 @@ describe("receive budget per turn", () => {
     await turns(3);
     assert.equal(got.length, FRAMES_PER_TURN, "one turn handles the budget");
     assert.ok(end.paused, "the transport is paused while bytes are kept");
+    // The first continuation waits one more turn (in Node: the next loop iteration, not this one's check phase).
+    step();
+    await turns(3);
+    assert.equal(got.length, FRAMES_PER_TURN, "nothing more in the turn right after the transport's");
     let steps = 0;
     while (got.length < total && steps < 10) {
       step();
@@ -935,6 +946,7 @@ describe("receive budget per turn", () => {
     await turns(3);
     assert.equal(got.length, FRAMES_PER_TURN);
     step();
+    step();
     await turns(3);
     assert.deepEqual(got.slice(FRAMES_PER_TURN), [...Array.from({ length: 10 }, (_, i) => (FRAMES_PER_TURN + i) & 0xff), 0xaa, 0xbb]);
     session.close();
@@ -943,6 +955,8 @@ describe("receive budget per turn", () => {
   test(`the peer opens at most ${STREAMS_PER_TURN} streams per turn; the rest follow in order`, async () => {
     const { session, end, step } = budgeted();
     end.inject(message(200, (i) => encodeHeader(FrameType.WindowUpdate, Flag.SYN, 2 * i + 1, 0)));
+    assert.equal(session.numStreams, STREAMS_PER_TURN);
+    step();
     assert.equal(session.numStreams, STREAMS_PER_TURN);
     step();
     assert.equal(session.numStreams, 2 * STREAMS_PER_TURN);
@@ -967,6 +981,7 @@ describe("receive budget per turn", () => {
     end.inject(message(2 * FRAMES_PER_TURN + 1, ping));
     assert.equal(session.closeReason, undefined);
     step();
+    step();
     assert.equal(session.closeReason, undefined);
     step();
     assert.equal((session.closeReason as WslisError | undefined)?.code, "ERR_ABUSIVE_PEER");
@@ -986,5 +1001,52 @@ describe("receive budget per turn", () => {
     assert.equal(deferred.length, 0, "no further turn queued");
     assert.deepEqual(framesWritten(end).slice(written).map((f) => f.type), [FrameType.GoAway], "nothing sent but the GoAway");
     assert.equal(end.resumes, 0);
+  });
+});
+
+describe("windows and the peer's frame size", () => {
+  /**
+   * A device-side session facing a raw peer that behaves as hashicorp/yamux does: it answers pings and
+   * sends each write as one Data frame as large as its send window (one WebSocket message). Returns the
+   * largest Data frame the session let it send, after `rounds` windows read at once.
+   */
+  async function largestFrame(hello: boolean, rounds = 12): Promise<number> {
+    const clock = new FakeClock();
+    const [end] = memoryPair();
+    const session = new Session(end, { role: "server", keepAliveInterval: 0, timers: clock });
+    await turns(2);
+    const pings = framesWritten(end).filter((f) => f.type === FrameType.Ping && f.flags === Flag.SYN);
+    assert.equal(pings.length, 1, "one ping at start");
+    end.inject(encodeHeader(FrameType.Ping, Flag.ACK, 0, pings[0]!.length));
+    if (hello) end.inject(encodeHeader(FrameType.Ping, Flag.SYN, 0, HELLO_PING));
+    end.inject(encodeHeader(FrameType.WindowUpdate, Flag.SYN, 1, 0));
+    const stream = await session.accept();
+    void readAll(stream.readable).catch(() => {});
+    let credit = INITIAL_WINDOW;
+    let seen = 0;
+    let largest = 0;
+    for (let round = 0; round < rounds; round++) {
+      largest = Math.max(largest, credit);
+      end.inject(concat(encodeHeader(FrameType.Data, 0, 1, credit), new Uint8Array(credit)));
+      credit = 0;
+      await turns(4);
+      const updates = framesWritten(end).filter((f) => f.type === FrameType.WindowUpdate && f.streamID === 1);
+      for (const update of updates.slice(seen)) credit += update.length;
+      seen = updates.length;
+      if (credit === 0) break;
+    }
+    session.close();
+    return largest;
+  }
+
+  test("a peer that did not say it caps its frames (Go) is granted at most 1 MiB: each of its messages fits maxPayload", async () => {
+    const largest = await largestFrame(false);
+    assert.ok(largest > INITIAL_WINDOW, `the window grew (${largest})`);
+    assert.ok(largest <= MAX_MESSAGE_BYTES, `a frame of ${largest} bytes was allowed`);
+    assert.equal(maxIncomingMessageBytes(INITIAL_WINDOW), MAX_MESSAGE_BYTES + HEADER_SIZE);
+  });
+
+  test("a wslis peer (its first ping carries HELLO_PING) gets windows beyond 1 MiB", async () => {
+    assert.ok((await largestFrame(true)) > MAX_MESSAGE_BYTES);
   });
 });
