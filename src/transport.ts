@@ -133,11 +133,15 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
     socketError = event.error;
     // `ws` failed reading (a message over maxPayload, a malformed frame): it closes the socket itself,
     // after a close handshake a peer that does not read never completes. The session ends now.
-    // Its close frame is queued; the connection is then dropped, so that the rest of a refused message
-    // (up to what the peer's socket buffers hold) is not read just to be thrown away.
     if (typeof (socketError as { code?: unknown } | undefined)?.code === "string") {
       finish(closeError(1006, "", socketError));
-      ws.terminate?.();
+      // ws sent its close frame (1009 for a message over maxPayload) and resumes the socket on the next
+      // tick to read the peer's: a hostile peer sends the rest of its refused message first (12 MB cost
+      // 5-8 ms of CPU in one turn just to be read and thrown away). Reading stops after that tick, and
+      // the connection is dropped once the close frame had a second to reach the peer (dropped at once,
+      // the unread bytes make the kernel answer with RST, and the peer may never see why).
+      queueMicrotask(() => ws.pause?.());
+      if (ws.terminate) clock.setTimeout(() => ws.terminate!(), 1000);
     }
   };
   const onClose = (event: { code: number; reason: string }) => finish(closeError(event.code, event.reason, socketError));
