@@ -103,7 +103,9 @@ export async function benchCluster(options: ClusterBenchOptions = {}): Promise<{
     const rps16: Record<string, number[]> = { local: [], "through a node": [] };
     const mbps: Record<string, number[]> = { local: [], "through a node": [] };
     const body = randomBytes(5_000_000);
-    for (const kind of names) for (let i = 0; i < 100; i++) await kinds[kind](); // warm up
+    // Warm up: V8 optimizes a function after thousands of calls, and a call through a node runs code in
+    // three processes (with 100 calls each, the first round's ratio stood 0.3-0.5 x round trip above the others).
+    for (let i = 0; i < 2000; i++) await kinds[names[i % names.length]!]();
     /** Per round: (cross-node p50 − local p50) / round-trip p50, the target's ratio. */
     const perRound: number[] = [];
     for (let round = 0; round < rounds; round++) {
