@@ -250,19 +250,7 @@ function outgoing(input: string | URL | Request, init: FetchInit): Outgoing {
     url = input instanceof URL ? input : new URL(input);
     method = normalizeMethod(init.method ?? "GET");
     headers = init.headers;
-    body = init.body ?? null;
-    if (typeof body === "string") {
-      contentType = "text/plain;charset=UTF-8";
-      body = encoder.encode(body);
-    } else if (body instanceof URLSearchParams) {
-      contentType = "application/x-www-form-urlencoded;charset=UTF-8";
-      body = encoder.encode(body.toString());
-    } else if (body instanceof ArrayBuffer) {
-      body = new Uint8Array(body);
-    } else if (ArrayBuffer.isView(body)) {
-      body = new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
-    }
-    if (body !== null && (method === "GET" || method === "HEAD")) throw new TypeError("Request with GET/HEAD method cannot have body.");
+    ({ body, contentType } = encodeSimpleBody(init.body ?? null, method));
   } else {
     const { timeout: _t, bodyTimeout: _b, signal: _s, ...rest } = init;
     const request = new Request(input, rest);
@@ -301,7 +289,8 @@ function outgoing(input: string | URL | Request, init: FetchInit): Outgoing {
   };
 }
 
-function isSimpleBody(body: unknown): boolean {
+/** A body fetch would take as it is (none, a string, bytes, URLSearchParams, a stream): no `Request` needed to encode it. */
+export function isSimpleBody(body: unknown): boolean {
   return (
     body === undefined ||
     body === null ||
@@ -313,7 +302,29 @@ function isSimpleBody(body: unknown): boolean {
   );
 }
 
-function normalizeMethod(method: string): string {
+/**
+ * A simple body (see {@link isSimpleBody}) as fetch sends it: bytes (a stream stays a stream), with the
+ * Content-Type fetch gives a string or URLSearchParams. A body with GET or HEAD is a TypeError.
+ */
+export function encodeSimpleBody(body: unknown, method: string): { body: unknown; contentType: string | undefined } {
+  let contentType: string | undefined;
+  if (typeof body === "string") {
+    contentType = "text/plain;charset=UTF-8";
+    body = encoder.encode(body);
+  } else if (body instanceof URLSearchParams) {
+    contentType = "application/x-www-form-urlencoded;charset=UTF-8";
+    body = encoder.encode(body.toString());
+  } else if (body instanceof ArrayBuffer) {
+    body = new Uint8Array(body);
+  } else if (ArrayBuffer.isView(body)) {
+    body = new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
+  }
+  if (body !== null && (method === "GET" || method === "HEAD")) throw new TypeError("Request with GET/HEAD method cannot have body.");
+  return { body, contentType };
+}
+
+/** A fetch method checked and normalized as fetch does (TypeError for an invalid or forbidden one). */
+export function normalizeMethod(method: string): string {
   if (!METHOD.test(method)) throw new TypeError(`fetch: "${method}" is not a valid HTTP method`);
   const upper = method.toUpperCase();
   if (FORBIDDEN_METHODS.has(upper)) throw new TypeError(`fetch: the ${upper} method is not allowed`);

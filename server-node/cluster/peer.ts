@@ -15,7 +15,7 @@ import { deadline } from "../../src/deadline.js";
 import { ClusterUnavailableError, HttpError, TimeoutError } from "../../src/errors.js";
 import { msOption } from "../../src/options.js";
 import type { DialOptions } from "../dialer.js";
-import { wholeBody, type FetchInit } from "../http.js";
+import { encodeSimpleBody, isSimpleBody, normalizeMethod, wholeBody, type FetchInit } from "../http.js";
 import type { Placement } from "./directory.js";
 import type { FleetConn, Peers } from "./fleet.js";
 import { tunnel } from "./tunnel.js";
@@ -205,11 +205,6 @@ interface Forwarded {
   bodyTimeout: number;
 }
 
-const encoder = new TextEncoder();
-const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** Methods fetch upper-cases whatever their case (WHATWG Fetch "normalize"), and those it refuses. */
-const NORMALIZED = new Set(["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH"]);
-const FORBIDDEN_METHODS = new Set(["CONNECT", "TRACE", "TRACK"]);
 const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
 /** Bodies up to this size travel in the same write as the head. */
 const COALESCE_BYTES = 64 * 1024;
@@ -238,18 +233,7 @@ function forwarded(placement: Placement, input: string | URL | Request, init: Fe
     url = parsed.href;
     method = normalizeMethod(init.method ?? "GET");
     headers = init.headers === undefined ? [] : [...new Headers(init.headers)];
-    if (typeof body === "string") {
-      contentType = "text/plain;charset=UTF-8";
-      body = encoder.encode(body);
-    } else if (body instanceof URLSearchParams) {
-      contentType = "application/x-www-form-urlencoded;charset=UTF-8";
-      body = encoder.encode(body.toString());
-    } else if (body instanceof ArrayBuffer) {
-      body = new Uint8Array(body);
-    } else if (ArrayBuffer.isView(body)) {
-      body = new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
-    }
-    if (body !== null && (method === "GET" || method === "HEAD")) throw new TypeError("Request with GET/HEAD method cannot have body.");
+    ({ body, contentType } = encodeSimpleBody(body, method));
   } else {
     const request = new Request(input, { ...rest, ...(rest.body ? { duplex: "half" } : {}) } as RequestInit);
     url = request.url;
@@ -266,24 +250,6 @@ function forwarded(placement: Placement, input: string | URL | Request, init: Fe
   }
   const head: RequestHead = { id: placement.id, generation: placement.generation, method, url, headers, timeout, bodyTimeout, body: body !== null };
   return { head, body: body as Forwarded["body"], signal, timeout, bodyTimeout };
-}
-
-function isSimpleBody(body: unknown): boolean {
-  return (
-    body === null ||
-    typeof body === "string" ||
-    body instanceof ArrayBuffer ||
-    ArrayBuffer.isView(body) ||
-    body instanceof URLSearchParams ||
-    body instanceof ReadableStream
-  );
-}
-
-function normalizeMethod(method: string): string {
-  if (!METHOD.test(method)) throw new TypeError(`fetch: "${method}" is not a valid HTTP method`);
-  const upper = method.toUpperCase();
-  if (FORBIDDEN_METHODS.has(upper)) throw new TypeError(`fetch: the ${upper} method is not allowed`);
-  return NORMALIZED.has(upper) ? upper : method;
 }
 
 /**
