@@ -150,6 +150,19 @@ async function finish(
     await handled().catch((error: Error) => {
       late = error.message;
     });
+    if (attack.read && !peer.isClosed && late === undefined) {
+      // The target handles a peer's frames in order, a budget per turn (so a flood's tail may still wait
+      // after its first frames were reported): the answer to a ping sent after the flood means every
+      // frame before it was handled, and the figures below are the attack's, not its backlog's.
+      await peer.send(ping(MARKER + 2));
+      await within(
+        Promise.race([peer.closed, peer.reader.next((f) => f.type === T.Ping && (f.flags & F.ACK) !== 0 && f.length === MARKER + 2)]),
+        timeoutMs,
+        `${attack.name}: the target handling the whole flood`,
+      ).catch((error: Error) => {
+        late = error.message;
+      });
+    }
     if (target.exit) throw new Error(`${attack.name}: the target died: ${JSON.stringify(target.exit)} (${late ?? ""})`);
     const stats = await target.stats();
     // Now read what the target sent (its GoAway code, if any), up to the answer to one last ping.
