@@ -3,7 +3,7 @@ import { describe, test } from "node:test";
 import { AbusivePeerError, ProtocolError, WslisError } from "../src/errors.js";
 import { Flag, FrameType, GoAwayCode, HEADER_SIZE, INITIAL_WINDOW, encodeHeader, readHeader } from "../src/yamux/frame.js";
 import { concat } from "../src/http/reader.js";
-import { FRAMES_PER_TURN, HELLO_PING, STREAMS_PER_TURN, Session, SessionState } from "../src/yamux/session.js";
+import { FRAMES_PER_TURN, HELLO_PING, STREAM_FAILS_PER_TURN, STREAMS_PER_TURN, Session, SessionState } from "../src/yamux/session.js";
 import { MAX_MESSAGE_BYTES, maxIncomingMessageBytes } from "../src/yamux/outbox.js";
 import { WindowTuner } from "../src/yamux/tuner.js";
 import type { Conn } from "../src/yamux/stream.js";
@@ -907,6 +907,25 @@ describe("receive budget per turn", () => {
     })().catch(() => {});
     return got;
   }
+
+  test("an ending session fails its streams a batch per turn, every one of them in the end", async () => {
+    const { session, end, step } = budgeted({ acceptBacklog: 2048, maxStreams: 4096 });
+    const count = 1000;
+    end.inject(message(count, (i) => encodeHeader(FrameType.WindowUpdate, Flag.SYN, 2 * i + 1, 0)));
+    for (let i = 0; i < 2 * Math.ceil(count / STREAMS_PER_TURN) && session.numStreams < count; i++) step();
+    assert.equal(session.numStreams, count);
+    const streams = await Promise.all(Array.from({ length: count }, () => session.accept()));
+    const failed = () => streams.filter((stream) => stream.state === "reset").length;
+    const reason = new WslisError("ERR_SESSION_CLOSED", "closed by the test");
+    session.close(reason);
+    assert.equal(session.state, SessionState.Closed);
+    assert.equal(failed(), STREAM_FAILS_PER_TURN, "one batch in the turn the session ended");
+    step();
+    assert.equal(failed(), 2 * STREAM_FAILS_PER_TURN, "the next batch in the next turn");
+    for (let i = 0; i < Math.ceil(count / STREAM_FAILS_PER_TURN); i++) step();
+    assert.equal(failed(), count);
+    await Promise.all(streams.map((stream) => assert.rejects(stream.closed, (error) => error === reason)));
+  });
 
   test("frames beyond the budget wait for later turns, in order, with the transport paused meanwhile", async () => {
     const { session, end, step } = budgeted();
