@@ -9,7 +9,7 @@ import type { DeviceRegistry, ServerLogger } from "../server.js";
 import { MemoryDirectory, type Directory } from "./directory.js";
 import { NodeEndpoint } from "./endpoint.js";
 import { Fleet } from "./fleet.js";
-import { PeerClient } from "./peer.js";
+import { PeerClient, type PeerClientOptions } from "./peer.js";
 import { generatedNodeId, RedisDirectory } from "./redis.js";
 
 /** `ServerOptions.cluster`: many server nodes, one fleet, on Redis. */
@@ -47,17 +47,8 @@ export interface FleetParts {
 export function createFleet(
   devices: DeviceRegistry,
   cluster: ClusterOptions | undefined,
-  defaults: {
-    logger: ServerLogger;
-    fetchTimeout: number;
-    bodyTimeout: number;
-    dialTimeout: number;
-    /** How long an idle node-to-node connection is kept, in ms. */
-    idleTimeout: number;
-    /** Keepalive of forwarded dials' streams (the session's, in ms). */
-    keepAliveInterval: number;
-    keepAliveTimeout: number;
-  },
+  /** The server's timeouts and keepalive, which forwarded calls share (see {@link PeerClientOptions}). */
+  defaults: Omit<PeerClientOptions, "secret" | "path"> & { logger: ServerLogger },
 ): FleetParts {
   if (!cluster) {
     const directory = new MemoryDirectory(devices, "local");
