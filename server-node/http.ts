@@ -65,9 +65,12 @@ export interface DeviceHttpOptions {
   maxHeadSize?: number;
 }
 
-/** What the client needs of a device: its session (to see it go) and a way to open streams. */
+/**
+ * What the client needs of a device: its session (to see it go) and a way to open streams. A yamux
+ * `Session` is such a session; so is a device reached through another node.
+ */
 export interface StreamDialer {
-  readonly session: Session;
+  readonly session: Pick<Session, "closeReason" | "closed">;
   dial(options?: { signal?: AbortSignal }): Promise<Conn>;
 }
 
@@ -168,46 +171,6 @@ export class DeviceHttp {
   }
 }
 
-/**
- * A device's answer as the node-to-node endpoint passes it on: its head and its body, but no `Response`,
- * whose Headers and body stream cost tens of µs to build for bytes that are only sent on (the calling
- * node builds the caller's Response from the same fields, as a local fetch does).
- */
-export interface Answer {
-  status: number;
-  statusText: string;
-  /** The header fields as the device sent them. */
-  fields: [string, string][];
-  /** All of the body, when it came with the head (empty when there is none). */
-  whole: Uint8Array | undefined;
-  /** Otherwise the body, as it comes. */
-  body: ReadableStream<Uint8Array> | undefined;
-}
-
-/** The `init` key that asks a fetch for an {@link Answer} (see {@link fetchAnswer}). */
-const ANSWER = Symbol("wslis.answer");
-
-/** What {@link fetchAnswer} hands down: the call sets `abort` as it starts. */
-interface AnswerControl {
-  abort?: (reason: unknown) => void;
-}
-
-/**
- * `dialer.fetch` resolved with an {@link Answer} instead of a Response; the same request, timeouts and
- * errors. `abort(reason)` does what a signal's abort does (an AbortController and its listener cost
- * ~10 µs a request).
- */
-export function fetchAnswer(
-  dialer: { fetch(input: string, init: FetchInit): Promise<Response> },
-  url: string,
-  init: FetchInit,
-): { answer: Promise<Answer>; abort(reason: unknown): void } {
-  const control: AnswerControl = {};
-  (init as { [ANSWER]?: AnswerControl })[ANSWER] = control;
-  const answer = dialer.fetch(url, init) as Promise<unknown> as Promise<Answer>;
-  return { answer, abort: (reason) => control.abort?.(reason) };
-}
-
 /** A request as it goes on the wire. */
 interface Outgoing {
   method: string;
@@ -220,8 +183,6 @@ interface Outgoing {
   body: Uint8Array | ReadableStream<Uint8Array> | null;
   length: number | undefined;
   signal: AbortSignal | undefined;
-  /** Resolve with an {@link Answer}, not a Response (see {@link fetchAnswer}). */
-  answer: AnswerControl | undefined;
 }
 
 const encoder = new TextEncoder();
@@ -285,12 +246,11 @@ function outgoing(input: string | URL | Request, init: FetchInit): Outgoing {
     body: body as Outgoing["body"],
     length,
     signal,
-    answer: (init as { [ANSWER]?: AnswerControl })[ANSWER],
   };
 }
 
 /** A body fetch would take as it is (none, a string, bytes, URLSearchParams, a stream): no `Request` needed to encode it. */
-export function isSimpleBody(body: unknown): boolean {
+function isSimpleBody(body: unknown): boolean {
   return (
     body === undefined ||
     body === null ||
@@ -306,7 +266,7 @@ export function isSimpleBody(body: unknown): boolean {
  * A simple body (see {@link isSimpleBody}) as fetch sends it: bytes (a stream stays a stream), with the
  * Content-Type fetch gives a string or URLSearchParams. A body with GET or HEAD is a TypeError.
  */
-export function encodeSimpleBody(body: unknown, method: string): { body: unknown; contentType: string | undefined } {
+function encodeSimpleBody(body: unknown, method: string): { body: unknown; contentType: string | undefined } {
   let contentType: string | undefined;
   if (typeof body === "string") {
     contentType = "text/plain;charset=UTF-8";
@@ -324,7 +284,7 @@ export function encodeSimpleBody(body: unknown, method: string): { body: unknown
 }
 
 /** A fetch method checked and normalized as fetch does (TypeError for an invalid or forbidden one). */
-export function normalizeMethod(method: string): string {
+function normalizeMethod(method: string): string {
   if (!METHOD.test(method)) throw new TypeError(`fetch: "${method}" is not a valid HTTP method`);
   const upper = method.toUpperCase();
   if (FORBIDDEN_METHODS.has(upper)) throw new TypeError(`fetch: the ${upper} method is not allowed`);
@@ -486,7 +446,7 @@ class StaleConnection extends Error {}
  *             +--------(fail: abort, timeout, device gone, bad HTTP)--> failed
  */
 class Call {
-  readonly #session: Session;
+  readonly #session: StreamDialer["session"];
   readonly #pool: Pool;
   readonly #calls: Set<Call>;
   readonly #request: Outgoing;
@@ -495,7 +455,7 @@ class Call {
   readonly #maxHeadSize: number;
   #state: "head" | "body" | "done" | "failed" = "head";
   #conn: Connection | undefined;
-  #resolve!: (response: Response | Answer) => void;
+  #resolve!: (response: Response) => void;
   #reject!: (error: unknown) => void;
   #controller: ReadableStreamDefaultController<Uint8Array> | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -504,7 +464,7 @@ class Call {
   #uploadDone = false;
   #uploadReader: ReadableStreamDefaultReader<Uint8Array> | undefined;
 
-  constructor(session: Session, pool: Pool, calls: Set<Call>, request: Outgoing, timeout: number, bodyTimeout: number, maxHeadSize: number) {
+  constructor(session: StreamDialer["session"], pool: Pool, calls: Set<Call>, request: Outgoing, timeout: number, bodyTimeout: number, maxHeadSize: number) {
     this.#session = session;
     this.#pool = pool;
     this.#calls = calls;
@@ -515,7 +475,7 @@ class Call {
   }
 
   start(): Promise<Response> {
-    const promise = new Promise<Response | Answer>((resolve, reject) => {
+    const promise = new Promise<Response>((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
     });
@@ -531,9 +491,8 @@ class Call {
       this.#onAbort = () => this.fail(signal.reason);
       signal.addEventListener("abort", this.#onAbort);
     }
-    if (this.#request.answer) this.#request.answer.abort = (reason) => this.fail(reason);
     void this.#run();
-    return promise as Promise<Response>;
+    return promise;
   }
 
   /** Stops the call with `reason`: the fetch rejects, or the body errors; the stream is reset. */
@@ -636,8 +595,7 @@ class Call {
       this.#state = "done";
       this.#cleanUp();
       this.#conn = undefined;
-      if (request.answer) this.#resolve({ status: init.status, statusText: init.statusText, fields: init.headers, whole: nullBody ? EMPTY : whole, body: undefined });
-      else this.#resolve(new Response(nullBody ? null : wholeBody(whole), init));
+      this.#resolve(new Response(nullBody ? null : wholeBody(whole), init));
       this.#pool.release(conn, keepAlive && this.#uploadDone);
       return;
     }
@@ -656,8 +614,7 @@ class Call {
     // From here the timer bounds body reads: re-armed for each one.
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    if (request.answer) this.#resolve({ status: init.status, statusText: init.statusText, fields: init.headers, whole: undefined, body: stream });
-    else this.#resolve(new Response(stream, init));
+    this.#resolve(new Response(stream, init));
   }
 
   async #pull(controller: ReadableStreamDefaultController<Uint8Array>, source: BodySource, keepAlive: boolean): Promise<void> {
@@ -765,7 +722,7 @@ const EMPTY = new Uint8Array(0);
  * builds a byte stream for it, which reading costs about a third more (measured in Node 20). A view of
  * less than half its buffer is copied, so a kept body does not pin the whole message it came in.
  */
-export function wholeBody(bytes: Uint8Array): ReadableStream<Uint8Array> {
+function wholeBody(bytes: Uint8Array): ReadableStream<Uint8Array> {
   const chunk = bytes.length * 2 >= bytes.buffer.byteLength ? bytes : bytes.slice();
   return new ReadableStream<Uint8Array>({
     start(controller) {

@@ -224,6 +224,7 @@ export class Server extends EventTarget {
       bodyTimeout: options.http?.bodyTimeout ?? 30_000,
       dialTimeout: options.dialTimeout ?? 10_000,
       idleTimeout: options.http?.keepAliveTimeout ?? 10_000,
+      ...(options.http ? { http: options.http } : {}),
       keepAliveInterval: options.session?.keepAliveInterval ?? 30_000,
       keepAliveTimeout: options.session?.keepAliveTimeout ?? 10_000,
     });
@@ -442,8 +443,9 @@ export class Server extends EventTarget {
   }
 
   /**
-   * Serves a node-to-node request of the cluster (under `cluster.path`) from an existing `http` server's
-   * request handler; returns false, doing nothing, for any other request. `listen` does it itself.
+   * Answers a plain request under the cluster's reserved path (`cluster.path`) from an existing `http`
+   * server's request handler: node-to-node calls are upgrades (`handleUpgrade`), so it is refused (401
+   * without the secret). Returns false, doing nothing, for any other request. `listen` does it itself.
    */
   handleRequest(request: IncomingMessage, response: ServerResponse): boolean {
     if (!this.#endpoint?.owns(request)) return false;
@@ -459,8 +461,8 @@ export class Server extends EventTarget {
       {
         maxHeaderSize: this.#options.maxHeaderSize ?? 16 * 1024,
         headersTimeout: this.#options.handshakeTimeout ?? 10_000,
-        // A node-to-node request streams a device's body for as long as it takes: only its head is bounded.
-        requestTimeout: this.#options.cluster ? 0 : (this.#options.handshakeTimeout ?? 10_000),
+        // Node-to-node calls are upgrades too: once upgraded, the connection is no request's any more.
+        requestTimeout: this.#options.handshakeTimeout ?? 10_000,
         // Node checks those timeouts every 30 s by default; a client that never upgrades would linger.
         connectionsCheckingInterval: Math.min(1000, this.#options.handshakeTimeout ?? 10_000),
       },

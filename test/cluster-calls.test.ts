@@ -132,6 +132,29 @@ describe("the same calls through a node and locally", () => {
     assert.equal((result as { code?: string }).code, "ERR_HTTP", JSON.stringify(result));
   });
 
+  test("fetch: calls one after another reuse one stream to the device, through a node as locally", async () => {
+    const accepted = new Map<Listener, number>();
+    const ids = await twins((listener) => {
+      accepted.set(listener, 0);
+      const counting = {
+        accept: async (options?: { signal?: AbortSignal }) => {
+          const conn = await listener.accept(options);
+          accepted.set(listener, accepted.get(listener)! + 1);
+          return conn;
+        },
+      };
+      void serveHttp(counting, () => new Response("x".repeat(1000))).catch(() => {});
+    });
+    const result = await same(ids, async (id) => {
+      let bytes = 0;
+      for (let i = 0; i < 20; i++) bytes += (await (await a.server.fetch(id, "http://device/")).arrayBuffer()).byteLength;
+      return bytes;
+    });
+    assert.deepEqual(result, { value: 20_000 });
+    // Node B relays one tunnel for all 20, its stream kept open between calls as a local fetch keeps its own.
+    assert.deepEqual([...accepted.values()], [1, 1]);
+  });
+
   test("fetch: bodyTimeout and timeout fail with ERR_TIMEOUT, on time", async () => {
     const ids = await twins((listener) => {
       void serveHttp(listener, async (request) => {

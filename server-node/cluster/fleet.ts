@@ -15,7 +15,7 @@ import type { DeviceRecord, Directory, Placement } from "./directory.js";
  * A stream to a device, local or through another node: the same shape as a local `Conn` (readable,
  * writable, half-close with `close()`, `reset()`, `closed`).
  */
-export type FleetConn = Pick<Conn, "streamID" | "readable" | "writable" | "close" | "reset" | "closed">;
+export type FleetConn = Conn;
 
 /** Requests to devices on other nodes, through their node. */
 export interface Peers {

@@ -84,6 +84,7 @@ export function createFleet(
     idleTimeout: defaults.idleTimeout,
     keepAliveInterval: defaults.keepAliveInterval,
     keepAliveTimeout: defaults.keepAliveTimeout,
+    ...(defaults.http ? { http: defaults.http } : {}),
   });
   const fleet = new Fleet(devices, directory, peers);
   const endpoint = new NodeEndpoint({
@@ -91,7 +92,6 @@ export function createFleet(
     secret,
     path,
     localDevice: (id, generation) => fleet.localDevice(id, generation),
-    logger: defaults.logger,
     keepAliveInterval: defaults.keepAliveInterval,
     keepAliveTimeout: defaults.keepAliveTimeout,
   });

@@ -29,8 +29,9 @@
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { ClusterUnavailableError, StreamClosedError, StreamResetError, WslisError } from "../../src/errors.js";
+import type { StreamState } from "../../src/yamux/stream.js";
 import type { FleetConn } from "./fleet.js";
-import { fromWire, MAX_HEAD_BYTES, toWire, type WireError } from "./wire.js";
+import { fromWire, MAX_ERROR_BYTES, toWire, type WireError } from "./wire.js";
 
 export const TunnelFrame = { Data: 0, Fin: 1, Reset: 2, Credit: 3, Ping: 4, Pong: 5 } as const;
 
@@ -51,6 +52,8 @@ export interface TunnelOptions {
   head?: Uint8Array;
   /** Ping after this long without a frame from the peer, in ms; 0: never. */
   keepAliveInterval: number;
+  /** Told first, before readers and writers see it, when the stream fails (with why). */
+  onFail?: (error: Error) => void;
   /** Silence after a ping that means the peer is gone, in ms. */
   keepAliveTimeout: number;
 }
@@ -142,6 +145,13 @@ class Tunnel implements FleetConn {
     if (options.head && options.head.length > 0) this.#handleChunk(Buffer.from(options.head.buffer, options.head.byteOffset, options.head.length));
   }
 
+  /** Where the stream is, in a local stream's terms. */
+  get state(): StreamState {
+    if (this.#failure) return "reset";
+    if (this.#readEnded) return this.#writeEnded ? "closed" : "remoteClose";
+    return this.#writeEnded ? "localClose" : "open";
+  }
+
   /** Half-closes: Fin once the write in progress is done. Reading goes on until the peer's Fin. */
   async close(): Promise<void> {
     if (this.#writeEnded || this.#failure) return;
@@ -201,7 +211,7 @@ class Tunnel implements FleetConn {
         this.#recvWindow -= length;
         return true;
       case TunnelFrame.Reset:
-        return length <= MAX_HEAD_BYTES || broken(`a Reset of ${length} bytes`);
+        return length <= MAX_ERROR_BYTES || broken(`a Reset of ${length} bytes`);
       case TunnelFrame.Credit:
         return length === 4 || broken("a Credit frame must hold 4 bytes");
       case TunnelFrame.Fin:
@@ -381,6 +391,7 @@ class Tunnel implements FleetConn {
   #fail(error: Error, tell?: WireError): void {
     if (this.#failure || (this.#readEnded && this.#writeEnded)) return;
     this.#failure = error;
+    this.#options.onFail?.(error);
     this.#stopKeepAlive();
     this.#queue.length = 0;
     try {

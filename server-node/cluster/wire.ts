@@ -1,10 +1,8 @@
 /**
- * Node-to-node wire format. A forwarded fetch is one HTTP/1.1 POST whose body is a head and then the
- * device request's body; its answer is a head and then the device response's body. A head is a 4-byte
- * big-endian length and that many bytes of JSON, so no header of the device's request or response is
- * touched by the hop (hop-by-hop headers, size limits of the node's HTTP server); a device body that fails
- * part way ends the answer with the error in a trailer (`ERROR_TRAILER`). A forwarded dial is an HTTP/1.1
- * upgrade; after the 101 the connection carries the stream in frames (tunnel.ts).
+ * Node-to-node wire format. A forwarded dial is an HTTP/1.1 upgrade naming the device and its fencing
+ * generation; after the 101 the connection carries the stream in frames (tunnel.ts), whose Reset carries
+ * an error as JSON (`WireError`). A forwarded fetch is HTTP/1.1 on such streams, exactly as the device
+ * gets it from a local fetch: the hop never touches a header of the device's request or response.
  */
 
 import { hash, timingSafeEqual } from "node:crypto";
@@ -23,88 +21,16 @@ import {
   type ErrorCode,
 } from "../../src/errors.js";
 
-/** Largest head a node accepts, in bytes: a request line and headers, JSON-encoded. */
-export const MAX_HEAD_BYTES = 1024 * 1024;
+/** Largest error a node accepts in a Reset, in bytes (JSON). */
+export const MAX_ERROR_BYTES = 64 * 1024;
 
 /** The Upgrade token of a forwarded dial. */
 export const UPGRADE_TOKEN = "wslis-stream";
-
-export interface RequestHead {
-  id: string;
-  generation: number;
-  method: string;
-  url: string;
-  headers: [string, string][];
-  /** ms until the response head; 0: none. */
-  timeout: number;
-  /** ms of waiting for the next response body bytes; 0: none. Absent: the owning node's default. */
-  bodyTimeout?: number;
-  /** Whether the device request has a body (it follows the head). */
-  body: boolean;
-}
-
-export type ResponseHead =
-  | { status: number; statusText: string; headers: [string, string][] }
-  | { error: WireError };
 
 export interface WireError {
   code: string;
   message: string;
 }
-
-export function encodeHead(head: unknown): Buffer {
-  // Straight into one buffer (a TextEncoder made per head, its output then copied, cost 4x as much).
-  const json = JSON.stringify(head);
-  const length = Buffer.byteLength(json);
-  const out = Buffer.allocUnsafe(4 + length);
-  out.writeUInt32BE(length, 0);
-  out.write(json, 4);
-  return out;
-}
-
-/**
- * Reads a head off a node-to-node message as its chunks arrive (whatever their split): `push` each chunk;
- * it returns the head and the bytes after it once the head is whole, undefined before. Throws HttpError
- * on a malformed or oversized head.
- */
-export class HeadReader<T> {
-  #buffered: Buffer | undefined;
-
-  push(chunk: Buffer): { head: T; rest: Buffer } | undefined {
-    const buffered = this.#buffered ? Buffer.concat([this.#buffered, chunk]) : chunk;
-    if (buffered.length < 4) {
-      this.#buffered = buffered;
-      return undefined;
-    }
-    const length = buffered.readUInt32BE(0);
-    if (length > MAX_HEAD_BYTES) throw new HttpError(`node-to-node head of ${length} bytes exceeds ${MAX_HEAD_BYTES}`);
-    if (buffered.length < 4 + length) {
-      this.#buffered = buffered;
-      return undefined;
-    }
-    this.#buffered = undefined;
-    let head: T;
-    try {
-      head = JSON.parse(buffered.toString("utf8", 4, 4 + length)) as T;
-    } catch (error) {
-      throw new HttpError("malformed node-to-node head", { cause: error });
-    }
-    return { head, rest: buffered.subarray(4 + length) };
-  }
-
-  /** Bytes of an unfinished head are held. */
-  get pending(): boolean {
-    return this.#buffered !== undefined;
-  }
-}
-
-/**
- * The trailer of a forwarded fetch's answer that carries the error of a device response body that failed
- * part way (a `WireError` as JSON), so the calling node fails the body with the same error a local fetch
- * would give. A body that simply ends has no such trailer; one cut off by the connection was cut by the
- * node or the network.
- */
-export const ERROR_TRAILER = "x-wslis-error";
 
 /** The error a node answers with, as it travels. */
 export function toWire(error: unknown): WireError {
