@@ -72,6 +72,8 @@ export interface DeviceHttpOptions {
 export interface StreamDialer {
   readonly session: Pick<Session, "closeReason" | "closed">;
   dial(options?: { signal?: AbortSignal }): Promise<Conn>;
+  /** @internal The bytes of a conn it dialed without web streams, when it has such a path (a wslis stream needs none). */
+  io?(conn: Conn): StreamIO | undefined;
 }
 
 interface Settings {
@@ -323,9 +325,9 @@ class Connection {
   idle = false;
   idleTimer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(stream: Conn) {
+  constructor(stream: Conn, io: StreamIO | undefined) {
     this.stream = stream;
-    this.writer = connIO(stream);
+    this.writer = io ?? connIO(stream);
     this.reader = new ByteReader(this.writer);
   }
 
@@ -425,7 +427,8 @@ class Pool {
   async #dial(): Promise<Connection> {
     this.#open++;
     try {
-      return new Connection(await this.#dialer.dial());
+      const conn = await this.#dialer.dial();
+      return new Connection(conn, this.#dialer.io?.(conn));
     } catch (error) {
       this.#open--;
       throw error;

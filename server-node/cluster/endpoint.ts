@@ -12,7 +12,9 @@ import { DeviceNotFoundError } from "../../src/errors.js";
 import type { Dialer } from "../dialer.js";
 import { refuseUpgrade } from "../upgrade.js";
 import { bearerSecret, secretDigest, secretMatches, toWire, UPGRADE_TOKEN } from "./wire.js";
-import { tunnel } from "./tunnel.js";
+import { streamIO, type Conn } from "../../src/yamux/stream.js";
+import type { FleetConn } from "./fleet.js";
+import { abortTunnel, tunnel, tunnelIO } from "./tunnel.js";
 
 export interface NodeEndpointOptions {
   node: string;
@@ -100,9 +102,7 @@ export class NodeEndpoint {
           keepAliveInterval: this.#options.keepAliveInterval,
           keepAliveTimeout: this.#options.keepAliveTimeout,
         });
-        // Both directions; an end is a FIN, an error a reset, on either side.
-        void stream.readable.pipeTo(conn.writable).catch(() => {});
-        void conn.readable.pipeTo(stream.writable).catch(() => {});
+        relay(stream, conn);
       }, fail);
   }
 }
@@ -111,4 +111,59 @@ function pathOf(request: IncomingMessage): string {
   const url = request.url ?? "/";
   const query = url.indexOf("?");
   return query < 0 ? url : url.slice(0, query);
+}
+
+/**
+ * Moves bytes both ways between a device's stream and the calling node's tunnel, straight from queue to
+ * socket (no web streams: a reader, a writer and promises per chunk would cost a relay more than its
+ * bytes). An end is a FIN on the other side, an error a reset: the device's reason goes to the calling
+ * node in the tunnel's Reset, and a tunnel that fails (the calling node reset it or went away) resets the
+ * device's stream, whose request then sees its signal abort.
+ */
+function relay(stream: Conn, conn: FleetConn): void {
+  const device = streamIO(stream);
+  const node = tunnelIO(conn);
+  if (!device || !node) {
+    void stream.readable.pipeTo(conn.writable).catch(() => {});
+    void conn.readable.pipeTo(stream.writable).catch(() => {});
+    return;
+  }
+  void (async () => {
+    for (;;) {
+      let chunk: Uint8Array | null;
+      try {
+        chunk = await device.read();
+      } catch (error) {
+        abortTunnel(conn, error);
+        return;
+      }
+      try {
+        if (chunk === null) return await node.close();
+        await node.write(chunk);
+      } catch {
+        // The tunnel failed: the other direction sees it too, and resets the device's stream.
+        device.cancel();
+        return;
+      }
+    }
+  })();
+  void (async () => {
+    for (;;) {
+      let chunk: Uint8Array | null;
+      try {
+        chunk = await node.read();
+      } catch {
+        stream.reset();
+        return;
+      }
+      try {
+        if (chunk === null) return await device.close();
+        await device.write(chunk);
+      } catch {
+        // The device's stream failed: the other direction reads why and sends it on in a Reset.
+        node.cancel();
+        return;
+      }
+    }
+  })();
 }

@@ -12,12 +12,12 @@ import { connect as netConnect } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
 import { deadline } from "../../src/deadline.js";
 import { ClusterUnavailableError, WslisError } from "../../src/errors.js";
-import type { Conn } from "../../src/yamux/stream.js";
+import type { Conn, StreamIO } from "../../src/yamux/stream.js";
 import type { DialOptions } from "../dialer.js";
 import { DeviceHttp, type DeviceHttpOptions, type FetchInit, type StreamDialer } from "../http.js";
 import type { Placement } from "./directory.js";
 import type { FleetConn, Peers } from "./fleet.js";
-import { tunnel } from "./tunnel.js";
+import { tunnel, tunnelIO } from "./tunnel.js";
 import { bearer, fromWire, UPGRADE_TOKEN, type WireError } from "./wire.js";
 
 export interface PeerClientOptions {
@@ -228,6 +228,10 @@ class RemoteDevice implements StreamDialer {
       this.#seen(error);
       throw error;
     });
+  }
+
+  io(conn: Conn): StreamIO | undefined {
+    return tunnelIO(conn);
   }
 
   /** Stops taking calls; those in flight finish. */

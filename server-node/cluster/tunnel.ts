@@ -29,7 +29,7 @@
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { ClusterUnavailableError, StreamClosedError, StreamResetError, WslisError } from "../../src/errors.js";
-import type { StreamState } from "../../src/yamux/stream.js";
+import type { StreamIO, StreamState } from "../../src/yamux/stream.js";
 import type { FleetConn } from "./fleet.js";
 import { fromWire, MAX_ERROR_BYTES, toWire, type WireError } from "./wire.js";
 
@@ -63,7 +63,35 @@ export function tunnel(socket: Duplex, options: TunnelOptions): FleetConn {
   return new Tunnel(socket, options);
 }
 
+/**
+ * The bytes of a tunnel without its web streams (see {@link StreamIO}), for a user that owns it from its
+ * first byte (the HTTP client, the owning node's relay), or undefined for any other conn. Use one or the
+ * other on a tunnel, not both.
+ */
+export let tunnelIO: (conn: object) => StreamIO | undefined;
+
+/** Fails a tunnel with `reason`, which the other node gets in the Reset when it is a wslis error. */
+export let abortTunnel: (conn: object, reason: unknown) => void;
+
 class Tunnel implements FleetConn {
+  static {
+    tunnelIO = (conn) =>
+      #socket in conn
+        ? {
+            read: () => conn.#read(),
+            write: (bytes) => (conn.#writing = conn.#write(bytes)),
+            cancel: () => conn.#cancelRead(),
+            close: async () => {
+              await conn.#writing.catch(() => {});
+              conn.#sendFin();
+            },
+          }
+        : undefined;
+    abortTunnel = (conn, reason) => {
+      if (#socket in conn) conn.#abort(reason);
+    };
+  }
+
   readonly streamID: number;
   readonly readable: ReadableStream<Uint8Array>;
   readonly writable: WritableStream<Uint8Array>;
@@ -82,6 +110,8 @@ class Tunnel implements FleetConn {
   /** Data received and not yet handed to the reader; bounded by WINDOW (the sender's credit). */
   readonly #queue: Uint8Array[] = [];
   #wakeReader: (() => void) | undefined;
+  /** A read of the web-stream-less path (tunnelIO) waiting for data, its end, or the failure. */
+  #ioWaiter: { resolve: (chunk: Uint8Array | null) => void; reject: (error: Error) => void } | undefined;
   /** Bytes the peer may still send before it needs credit. */
   #recvWindow = WINDOW;
   /** Bytes read by the user, not yet returned to the sender as credit. */
@@ -266,7 +296,12 @@ class Tunnel implements FleetConn {
     }
     // A view of a socket chunk that the rest of the chunk shares: fine, chunks are not reused.
     const bytes = new Uint8Array(payload.buffer, payload.byteOffset, payload.length);
-    if (this.#wakeReader) {
+    const waiter = this.#ioWaiter;
+    if (waiter) {
+      this.#ioWaiter = undefined;
+      this.#grant(bytes.length);
+      waiter.resolve(bytes);
+    } else if (this.#wakeReader) {
       this.#readController.enqueue(bytes);
       this.#grant(bytes.length);
       this.#wake("reader");
@@ -282,6 +317,17 @@ class Tunnel implements FleetConn {
     } else if (this.#readEnded) controller.close();
     else return new Promise<void>((resolve) => (this.#wakeReader = resolve));
     return undefined;
+  }
+
+  #read(): Uint8Array | null | Promise<Uint8Array | null> {
+    if (this.#failure) throw this.#failure;
+    const chunk = this.#queue.shift();
+    if (chunk !== undefined) {
+      this.#grant(chunk.length);
+      return chunk;
+    }
+    if (this.#readEnded || this.#readCancelled) return null;
+    return new Promise((resolve, reject) => (this.#ioWaiter = { resolve, reject }));
   }
 
   /** Returns read bytes to the sender as credit, a quarter window at a time. */
@@ -301,6 +347,7 @@ class Tunnel implements FleetConn {
     for (const chunk of this.#queue.splice(0)) dropped += chunk.length;
     if (dropped > 0) this.#grant(dropped);
     this.#wake("reader");
+    this.#settleRead(null);
   }
 
   #handleFin(): void {
@@ -310,6 +357,7 @@ class Tunnel implements FleetConn {
       this.#readController.close();
       this.#wake("reader");
     }
+    this.#settleRead(null);
     this.#settle();
   }
 
@@ -402,6 +450,7 @@ class Tunnel implements FleetConn {
     this.#writeController.error(error);
     this.#wake("reader");
     this.#wake("writer");
+    this.#settleRead(error);
     this.#rejectClosed(error);
     if (tell && !this.#socket.destroyed) {
       this.#send(TunnelFrame.Reset, Buffer.from(JSON.stringify(tell)));
@@ -455,6 +504,15 @@ class Tunnel implements FleetConn {
 
   #stopKeepAlive(): void {
     clearTimeout(this.#keepAliveTimer);
+  }
+
+  /** Ends a waiting tunnelIO read: with nothing more (null), or with the failure. */
+  #settleRead(outcome: null | Error): void {
+    const waiter = this.#ioWaiter;
+    this.#ioWaiter = undefined;
+    if (!waiter) return;
+    if (outcome === null) waiter.resolve(null);
+    else waiter.reject(outcome);
   }
 
   #wake(which: "reader" | "writer"): void {
