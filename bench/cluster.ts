@@ -106,6 +106,10 @@ export async function benchCluster(options: ClusterBenchOptions = {}): Promise<{
     // Warm up: V8 optimizes a function after thousands of calls, and a call through a node runs code in
     // three processes (with 100 calls each, the first round's ratio stood 0.3-0.5 x round trip above the others).
     for (let i = 0; i < 2000; i++) await kinds[names[i % names.length]!]();
+    // And the echoes' own paths (body streaming, the relay's data path on B), a few of each kind.
+    for (let i = 0; i < 4; i++) {
+      for (const id of ["local", "remote"]) await (await a.fetch(id, "http://device/echo", { method: "POST", body })).arrayBuffer();
+    }
     /** Per round: (cross-node p50 − local p50) / round-trip p50, the target's ratio. */
     const perRound: number[] = [];
     for (let round = 0; round < rounds; round++) {
