@@ -201,6 +201,24 @@ describe("the same calls through a node and locally", () => {
     assert.deepEqual(head, { error: "Stop", code: undefined });
   });
 
+  test("fetch: an aborted call reaches the device: its request's signal aborts, through a node as locally", async () => {
+    const aborted = new Map<Listener, number>();
+    const ids = await twins((listener) => {
+      void serveHttp(listener, (request) => {
+        request.signal.addEventListener("abort", () => aborted.set(listener, performance.now()));
+        return new Promise<Response>(() => {}); // never answers
+      }).catch(() => {});
+    });
+    const result = await same(ids, async (id) => {
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(new DOMException("enough", "AbortError")), 100);
+      return a.server.fetch(id, "http://device/", { signal: controller.signal });
+    });
+    assert.deepEqual(result, { error: "AbortError", code: 20 }); // DOMException.ABORT_ERR
+    // The stream is reset at once: the device's handler learns it, wherever the call came from.
+    await until(() => aborted.size === 2, 2000, "both devices saw their request aborted", 10);
+  });
+
   test("fetch: a request body that fails part way fails the call as ERR_HTTP", async () => {
     const ids = await twins((listener) => {
       void serveHttp(listener, async (request) => new Response(await request.text())).catch(() => {});
