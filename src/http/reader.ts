@@ -35,8 +35,11 @@ export class ByteReader {
   #scanned = 0;
   #ended = false;
 
-  constructor(source: StreamIO) {
+  /** `first`: bytes already read from `source` (null: it had ended), to be read before the rest. */
+  constructor(source: StreamIO, first?: Uint8Array | null) {
     this.#source = source;
+    if (first === null) this.#ended = true;
+    else if (first !== undefined) this.#buffer = first;
   }
 
   /** True when no byte is buffered and the stream has ended. */
