@@ -12,7 +12,7 @@ import { DeviceNotFoundError } from "../../src/errors.js";
 import type { Dialer } from "../dialer.js";
 import { refuseUpgrade } from "../upgrade.js";
 import { bearerSecret, secretDigest, secretMatches, toWire, UPGRADE_TOKEN } from "./wire.js";
-import { streamIO, type Conn } from "../../src/yamux/stream.js";
+import { streamIO, type Conn, type StreamIO } from "../../src/yamux/stream.js";
 import type { FleetConn } from "./fleet.js";
 import { abortTunnel, tunnel, tunnelIO } from "./tunnel.js";
 
@@ -128,42 +128,28 @@ function relay(stream: Conn, conn: FleetConn): void {
     void conn.readable.pipeTo(stream.writable).catch(() => {});
     return;
   }
-  void (async () => {
-    for (;;) {
-      let chunk: Uint8Array | null;
-      try {
-        chunk = await device.read();
-      } catch (error) {
-        abortTunnel(conn, error);
-        return;
-      }
-      try {
-        if (chunk === null) return await node.close();
-        await node.write(chunk);
-      } catch {
-        // The tunnel failed: the other direction sees it too, and resets the device's stream.
-        device.cancel();
-        return;
-      }
+  // A tunnel that failed (reset, or the calling node gone) is seen by the pump reading it, which resets
+  // the device's stream; a device stream that failed is seen by the pump reading it, which tells the node.
+  void pump(device, node, (error) => abortTunnel(conn, error), () => device.cancel());
+  void pump(node, device, () => stream.reset(), () => node.cancel());
+}
+
+/** Moves `from`'s bytes to `to` until `from` ends (then `to` sends its FIN) or either side fails. */
+async function pump(from: StreamIO, to: StreamIO, readFailed: (error: unknown) => void, writeFailed: () => void): Promise<void> {
+  for (;;) {
+    let chunk: Uint8Array | null;
+    try {
+      chunk = await from.read();
+    } catch (error) {
+      readFailed(error);
+      return;
     }
-  })();
-  void (async () => {
-    for (;;) {
-      let chunk: Uint8Array | null;
-      try {
-        chunk = await node.read();
-      } catch {
-        stream.reset();
-        return;
-      }
-      try {
-        if (chunk === null) return await device.close();
-        await device.write(chunk);
-      } catch {
-        // The device's stream failed: the other direction reads why and sends it on in a Reset.
-        node.cancel();
-        return;
-      }
+    try {
+      if (chunk === null) return await to.close();
+      await to.write(chunk);
+    } catch {
+      writeFailed();
+      return;
     }
-  })();
+  }
 }
