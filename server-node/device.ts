@@ -7,7 +7,7 @@
 import WebSocket from "ws";
 import { dialAndListen as dial, listen as listenOn, type DialOptions, type Listener, type Platform } from "../src/client.js";
 import type { WebSocketLike } from "../src/transport.js";
-import { nodeClock, nodeTransportOptions } from "./node-transport.js";
+import { budgetReads, nodeClock, nodeTransportOptions } from "./node-transport.js";
 
 export const nodePlatform: Platform = {
   WebSocket: WebSocket as unknown as Platform["WebSocket"],
@@ -20,6 +20,10 @@ export const nodePlatform: Platform = {
     if (headers) options.headers = Object.fromEntries(headers);
     const ws = new Ctor(url, protocols, options);
     if (ws instanceof WebSocket) {
+      // Once `ws` has the socket (it emits open from setSocket): a 'data' listener added before its own
+      // would make the socket flow, and the bytes that came with the 101 (unshifted by setSocket) would
+      // be emitted to this listener alone.
+      ws.on("upgrade", (response) => ws.once("open", () => budgetReads(response.socket, ws)));
       ws.on("unexpected-response", (_request, response) => {
         response.destroy();
         refused(response.statusCode ?? 0); // openWebSocket() rejects with the status and closes `ws`

@@ -19,7 +19,7 @@ import { CloseCode, closeCodeFor, closeError } from "../src/close-codes.js";
 import { webSocketTransport } from "../src/transport.js";
 import { maxIncomingMessageBytes } from "../src/yamux/outbox.js";
 import { Session, sessionSettings, type SessionOptions } from "../src/yamux/session.js";
-import { nodeClock, nodeTransportOptions } from "./node-transport.js";
+import { budgetReads, nodeClock, nodeTransportOptions } from "./node-transport.js";
 import type { Clock } from "../src/yamux/clock.js";
 import { DeviceDialer, type Dialer, type DialOptions } from "./dialer.js";
 import type { TypedEventTarget } from "../src/events.js";
@@ -362,6 +362,7 @@ export class Server extends EventTarget {
       await new Promise<void>((resolve) => {
         this.#wss.handleUpgrade(request, socket, head, (ws) => {
           resolve();
+          budgetReads(socket, ws);
           try {
             this.#connected(ws, request, device);
           } catch (error) {

@@ -14,8 +14,13 @@ import { FakeClock } from "./helpers/clock.js";
 import { decodeFrames } from "./helpers/frames.js";
 import { randomBytes, readAll } from "./helpers/memory.js";
 import { startServer } from "./helpers/net.js";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import WebSocket from "ws";
 import { dialAndListen } from "../server-node/device.js";
-import { turns, within } from "./helpers/assert.js";
+import { Server } from "../server-node/index.js";
+import { READ_BYTES_PER_TURN } from "../server-node/node-transport.js";
+import { turns, until, within } from "./helpers/assert.js";
 
 /**
  * A transport stand-in that "writes" a message only when the test says so: its bytes are captured at
@@ -519,4 +524,46 @@ test("browsers: the outbox's flush and reverse HTTP's look-ahead defer on one Me
   const { browserPlatform } = await import("../src/index.js");
   assert.equal(browserPlatform.clock?.defer, messageChannelDefer(), "the browser entry's clock defers on the shared channel");
   assert.equal(messageChannelDefer(), messageChannelDefer(), "every caller gets the same channel");
+});
+
+test("Node server: a socket is read at most READ_BYTES_PER_TURN (plus one read) per turn, so one 1 MiB message is read over several turns", async () => {
+  const wslis = new Server(() => {}, { logger: { warn() {}, error() {} } });
+  const http = createServer();
+  /** Most bytes the device's socket delivered in one turn of the event loop (a setImmediate ends it). */
+  let most = 0;
+  let received = 0;
+  http.on("upgrade", (request, socket, head) => {
+    let turn = 0;
+    let queued = false;
+    // Listening before `ws` does: every chunk read from the kernel is seen here.
+    socket.on("data", (chunk: Buffer) => {
+      received += chunk.length;
+      turn += chunk.length;
+      most = Math.max(most, turn);
+      if (!queued) {
+        queued = true;
+        setImmediate(() => {
+          queued = false;
+          turn = 0;
+        });
+      }
+    });
+    wslis.handleUpgrade(request, socket, head);
+  });
+  await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
+  const { port } = http.address() as AddressInfo;
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
+  await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
+  try {
+    // One Data frame for a stream the server does not know (passed over): a message as large as wslis sends.
+    const message = new Uint8Array(1_000_012);
+    message.set(encodeHeader(FrameType.Data, 0, 3, 1_000_000));
+    ws.send(message);
+    await until(() => received > 1_000_012, 5000, "the message read by the server");
+    assert.ok(most <= READ_BYTES_PER_TURN + 64 * 1024, `${most} bytes read in one turn`);
+  } finally {
+    ws.terminate();
+    await wslis.close();
+    http.close();
+  }
 });
