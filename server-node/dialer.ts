@@ -133,6 +133,16 @@ export class DeviceDialer implements Dialer {
     return (this.#http ??= new DeviceHttp(this, this.#httpOptions));
   }
 
+  /**
+   * The server is shutting down: GoAway (the device opens nothing new), and the reverse-HTTP connections
+   * kept idle for reuse are closed, so the session is idle once the calls in flight are done. Not part of
+   * {@link Dialer}: the server calls it.
+   */
+  drain(): void {
+    this.session.goAway();
+    void this.#http?.close();
+  }
+
   /** Pings the device; resolves with the round-trip time in ms. */
   ping(options: { signal?: AbortSignal; timeout?: number } = {}): Promise<number> {
     return this.session.ping(options);

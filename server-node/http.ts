@@ -168,8 +168,13 @@ export class DeviceHttp {
   /** Closes idle connections and refuses new requests; requests in flight finish. */
   async close(): Promise<void> {
     this.#closed = true;
-    this.#agent?.destroy();
     this.#pool.close();
+    const agent = this.#agent;
+    if (!agent) return;
+    // node:http's Agent closes a socket it gets back instead of keeping it once keepAlive is off; those
+    // waiting for reuse go now (destroy() would also break the requests in flight).
+    (agent as HttpAgent & { keepAlive: boolean }).keepAlive = false;
+    for (const sockets of Object.values(agent.freeSockets)) for (const socket of sockets ?? []) socket.destroy();
   }
 }
 

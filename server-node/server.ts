@@ -146,8 +146,8 @@ export interface DeviceRegistry extends Iterable<[string, Dialer]> {
 
 /** A read-only view of the server's map of devices; only the server adds and removes them. */
 class Registry implements DeviceRegistry {
-  readonly #byId: Map<string, Dialer>;
-  constructor(byId: Map<string, Dialer>) {
+  readonly #byId: ReadonlyMap<string, Dialer>;
+  constructor(byId: ReadonlyMap<string, Dialer>) {
     this.#byId = byId;
   }
   get(id: string): Dialer | undefined {
@@ -180,7 +180,7 @@ export class Server extends EventTarget {
   /** Connected devices by id (read-only; see {@link DeviceRegistry}). */
   readonly devices: DeviceRegistry;
   /** The authoritative device per id (the registry's contents). */
-  readonly #byId = new Map<string, Dialer>();
+  readonly #byId = new Map<string, DeviceDialer>();
   /** Where every device of the fleet is; this node alone unless `cluster` is set. */
   readonly #directory: Directory;
   readonly #fleet: Fleet;
@@ -194,7 +194,7 @@ export class Server extends EventTarget {
   readonly #wss: WebSocketServer;
   readonly #metrics = new Metrics();
   /** Every live session, including ones replaced but still draining. */
-  readonly #dialers = new Set<Dialer>();
+  readonly #dialers = new Set<DeviceDialer>();
   /** Each live session's WebSocket, to close a replaced one with 4000 before anything else reaches it. */
   readonly #sockets = new Map<Dialer, WebSocket>();
   /** Upgrades past the checks and not yet connected, counted against maxDevices. */
@@ -262,17 +262,21 @@ export class Server extends EventTarget {
   /**
    * Reverse HTTP to device `id` wherever it is connected (this node, or another node of the cluster):
    * `dialer.fetch` semantics (streaming bodies, `init.signal`, `init.timeout`). Rejects at once with
-   * `ERR_DEVICE_NOT_FOUND` when no node has the device.
+   * `ERR_DEVICE_NOT_FOUND` when no node has the device, and with `ERR_SERVER_SHUTDOWN` once `close()`
+   * was called (the calls already made finish within its drain).
    */
   fetch(id: string, input: string | URL | Request, init?: FetchInit): Promise<Response> {
+    if (this.#closing) return Promise.reject(shuttingDown());
     return this.#fleet.fetch(id, input, init);
   }
 
   /**
    * Opens a stream to device `id` wherever it is connected: `dialer.dial` semantics (`signal`, `timeout`).
-   * Rejects at once with `ERR_DEVICE_NOT_FOUND` when no node has the device.
+   * Rejects at once with `ERR_DEVICE_NOT_FOUND` when no node has the device, and with
+   * `ERR_SERVER_SHUTDOWN` once `close()` was called.
    */
   dial(id: string, options?: DialOptions): Promise<FleetConn> {
+    if (this.#closing) return Promise.reject(shuttingDown());
     return this.#fleet.dial(id, options);
   }
 
@@ -434,7 +438,7 @@ export class Server extends EventTarget {
   }
 
   /** Forgets a device that is gone and tells listeners, once. */
-  #retire(dialer: Dialer, reason: Error): void {
+  #retire(dialer: DeviceDialer, reason: Error): void {
     if (!this.#dialers.delete(dialer)) return;
     this.#sockets.delete(dialer);
     if (this.#byId.get(dialer.id) === dialer) this.#byId.delete(dialer.id);
@@ -518,16 +522,17 @@ export class Server extends EventTarget {
     // The fleet stops routing to this node before its devices get GoAway and redial elsewhere.
     await this.#directory.drain().catch((error: unknown) => this.#logger.warn("wslis: leaving the cluster directory failed", error));
     const dialers = [...this.#dialers];
-    for (const dialer of dialers) dialer.session.goAway();
-    const idle = Promise.all(dialers.map((d) => d.session.idle()));
+    for (const dialer of dialers) dialer.drain();
+    // Calls in flight finish: on this node's devices, and through other nodes (their idle streams close now).
+    const idle = Promise.all([...dialers.map((d) => d.session.idle()), this.#peers?.drain()]);
     // Past drainTimeout (a TimeoutError) the sessions close all the same.
     await withTimeout("drain", this.#options.drainTimeout ?? 10_000, undefined, () => idle, this.#clock).catch(() => {});
-    const reason = new SessionClosedError("ERR_SERVER_SHUTDOWN", "the server is shutting down");
+    const reason = shuttingDown();
     for (const dialer of this.#dialers) dialer.close(reason);
+    this.#peers?.close(reason);
     await Promise.all(dialers.map((d) => d.closed));
     this.#wss.close();
     await this.#directory.close();
-    await this.#peers?.close();
     this.#http?.closeAllConnections();
   }
 
@@ -609,4 +614,8 @@ function parseAddr(addr: string | number): { host: string | undefined; port: num
   if (!match) throw new TypeError(`wslis: address must be "host:port" or ":port", not ${JSON.stringify(addr)}`);
   const host = match[1] ?? match[2];
   return { host: host || undefined, port: Number(match[3]) };
+}
+
+function shuttingDown(): SessionClosedError {
+  return new SessionClosedError("ERR_SERVER_SHUTDOWN", "the server is shutting down");
 }

@@ -421,6 +421,34 @@ describe("the same calls through a node and locally", () => {
   });
 });
 
+describe("the calling node shuts down", () => {
+  test("close(): calls through a node in flight past the drain fail with ERR_SERVER_SHUTDOWN at both ends; close() does not wait for them", async () => {
+    const redis = await startRedis();
+    cleanup.push(() => redis.stop());
+    const a = await startNode(redis.url, "a");
+    const b = await startNode(redis.url, "b");
+    const listener = await dialAndListen(b.url, { params: { deviceId: "far" }, reconnect: false });
+    cleanup.push(() => listener.close());
+    let aborted = false;
+    void serveHttp(listener, (request) => {
+      if (new URL(request.url).pathname !== "/never") return new Response("x");
+      request.signal.addEventListener("abort", () => (aborted = true));
+      return new Promise<Response>(() => {});
+    }).catch(() => {});
+    await until(async () => (await a.server.lookup("far")) !== undefined, 5000, "the device in the directory", 20);
+    assert.equal(await (await a.server.fetch("far", "http://device/")).text(), "x"); // a stream kept for reuse
+    const never = outcome(() => a.server.fetch("far", "http://device/never"));
+    const conn = await a.server.dial("far");
+    await until(() => b.server.devices.get("far")!.session.numStreams === 2, 2000, "both streams at the device");
+    await within(a.server.close(), 3000, "node a's close(), past its 200 ms drain");
+    assert.deepEqual(await within(never, 2000, "the call in flight"), { error: "SessionClosedError", code: "ERR_SERVER_SHUTDOWN" });
+    await assert.rejects(within(conn.closed, 1000, "the forwarded stream"), (error: WslisError) => error.code === "ERR_SERVER_SHUTDOWN");
+    await until(() => aborted, 2000, "the device's request aborted");
+    await until(() => b.server.devices.get("far")!.session.numStreams === 0, 2000, "no stream left at the device");
+    assert.deepEqual(await outcome(() => a.server.fetch("far", "http://device/")), { error: "SessionClosedError", code: "ERR_SERVER_SHUTDOWN" });
+  });
+});
+
 describe("before a node's first Redis connection", () => {
   test("a call waits for it, and works", async () => {
     const redis = await startRedis();

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import http from "node:http";
 import { connect } from "node:net";
 import { after, describe, test } from "node:test";
 import { dialAndListen, serveHttp, type Listener } from "../server-node/device.js";
@@ -397,6 +398,44 @@ describe("drain and metrics", () => {
     await within(server.close(), 3000, "server.close() past its 300 ms drain");
     await assert.rejects(within(conn.closed, 1000, "the held stream"), hasCode("ERR_SERVER_SHUTDOWN"));
     assert.equal(((await within(listener.closed, 2000, "the device's session")) as WslisError).code, "ERR_SERVER_SHUTDOWN");
+  });
+
+  test("close() closes the reverse-HTTP connections kept for reuse (fetch and agent) and waits only for the calls in flight", async () => {
+    const { server, url } = await startServer(() => {}, { drainTimeout: 5000, logger: quiet });
+    const listener = await dialAndListen(url, { params: { deviceId: "web" }, reconnect: false });
+    cleanup.push(() => listener.close());
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let slowStarted = false;
+    void serveHttp(listener, async (request) => {
+      if (new URL(request.url).pathname === "/slow") {
+        slowStarted = true;
+        await released;
+      }
+      return new Response("done");
+    });
+    await until(() => server.devices.size === 1, 2000, "device");
+    const dialer = server.devices.get("web")!;
+    // Connections now idle in both clients' pools: each holds a stream open at the device.
+    assert.equal(await (await dialer.fetch("http://device/")).text(), "done");
+    const viaAgent = await new Promise<string>((resolve, reject) => {
+      http.get("http://device/", { agent: dialer.agent }, (res) => {
+        res.setEncoding("utf8");
+        let body = "";
+        res.on("data", (chunk: string) => (body += chunk)).on("end", () => resolve(body)).on("error", reject);
+      }).on("error", reject);
+    });
+    assert.equal(viaAgent, "done");
+    const slow = dialer.fetch("http://device/slow").then((res) => res.text());
+    await until(() => slowStarted, 2000, "the slow call at the device");
+    const started = performance.now();
+    const closing = server.close();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    release();
+    assert.equal(await slow, "done", "the call in flight finished during the drain");
+    await within(closing, 2000, "close() once the call in flight is done");
+    // Before, the idle connections kept the session busy until drainTimeout (5 s).
+    assert.ok(performance.now() - started < 2000, `close() took ${Math.round(performance.now() - started)} ms`);
   });
 
   test("metrics: devices, sessions by reason, streams, bytes and RTT histogram; Prometheus text", async () => {

@@ -11,13 +11,13 @@ import { request as httpsRequest } from "node:https";
 import { connect as netConnect } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
 import { deadline } from "../../src/deadline.js";
-import { ClusterUnavailableError, WslisError } from "../../src/errors.js";
+import { ClusterUnavailableError, SessionClosedError, WslisError } from "../../src/errors.js";
 import type { Conn, StreamIO } from "../../src/yamux/stream.js";
 import type { DialOptions } from "../dialer.js";
 import { DeviceHttp, type DeviceHttpOptions, type FetchInit, type StreamDialer } from "../http.js";
 import type { Placement } from "./directory.js";
 import type { FleetConn, Peers } from "./fleet.js";
-import { tunnel, tunnelIO } from "./tunnel.js";
+import { failTunnel, tunnel, tunnelIO } from "./tunnel.js";
 import { bearer, fromWire, UPGRADE_TOKEN, type WireError } from "./wire.js";
 
 export interface PeerClientOptions {
@@ -45,6 +45,10 @@ export class PeerClient implements Peers {
   readonly #authorization: string;
   /** The devices on other nodes fetched lately, by generation, node and id. */
   readonly #devices = new Map<string, RemoteDevice>();
+  /** Every forwarded stream open (dialed by the caller, or a fetch's connection), until it ends. */
+  readonly #tunnels = new Set<FleetConn>();
+  /** Set once the server shuts down: calls are refused with it. */
+  #closing: Error | undefined;
 
   constructor(options: PeerClientOptions) {
     this.#options = options;
@@ -58,6 +62,7 @@ export class PeerClient implements Peers {
    * `ERR_CLUSTER_UNAVAILABLE` when the node does not answer, refuses, or goes away part way.
    */
   fetch(placement: Placement, input: string | URL | Request, init: FetchInit = {}): Promise<Response> {
+    if (this.#closing) return Promise.reject(this.#closing);
     const key = `${placement.generation} ${placement.node} ${placement.advertise} ${placement.id}`;
     let device = this.#devices.get(key);
     if (!device) {
@@ -70,6 +75,7 @@ export class PeerClient implements Peers {
   }
 
   dial(placement: Placement, options: DialOptions & { onFail?: (error: Error) => void } = {}): Promise<FleetConn> {
+    if (this.#closing) return Promise.reject(this.#closing);
     const timeout = options.timeout ?? this.#options.dialTimeout;
     const signal = options.signal;
     signal?.throwIfAborted();
@@ -110,18 +116,19 @@ export class PeerClient implements Peers {
       req.on("upgrade", (res: IncomingMessage, socket, head: Buffer) => {
         const streamID = Number(res.headers["x-wslis-stream-id"] ?? 0);
         if (settled) return void socket.destroy();
-        finish(
-          undefined,
-          tunnel(socket, {
-            streamID,
-            id: placement.id,
-            peer: `node ${placement.node} (${placement.advertise})`,
-            head,
-            keepAliveInterval: this.#options.keepAliveInterval,
-            keepAliveTimeout: this.#options.keepAliveTimeout,
-            ...(options.onFail ? { onFail: options.onFail } : {}),
-          }),
-        );
+        const conn = tunnel(socket, {
+          streamID,
+          id: placement.id,
+          peer: `node ${placement.node} (${placement.advertise})`,
+          head,
+          keepAliveInterval: this.#options.keepAliveInterval,
+          keepAliveTimeout: this.#options.keepAliveTimeout,
+          ...(options.onFail ? { onFail: options.onFail } : {}),
+        });
+        this.#tunnels.add(conn);
+        const forget = () => void this.#tunnels.delete(conn);
+        conn.closed.then(forget, forget);
+        finish(undefined, conn);
       });
       req.on("response", (res: IncomingMessage) => {
         const chunks: Buffer[] = [];
@@ -153,9 +160,20 @@ export class PeerClient implements Peers {
     return `${base}${this.#options.path}`;
   }
 
-  /** Stops taking fetches; those in flight finish, and their tunnels close after them. */
-  async close(): Promise<void> {
+  /**
+   * The server is shutting down: new calls are refused, the streams kept idle for reuse close now, and
+   * this resolves once every forwarded stream has ended (the calls in flight are done).
+   */
+  drain(): Promise<void> {
+    this.#closing ??= new SessionClosedError("ERR_SERVER_SHUTDOWN", "the server is shutting down");
     for (const device of [...this.#devices.values()]) device.close();
+    return Promise.all([...this.#tunnels].map((conn) => conn.closed.catch(() => {}))).then(() => {});
+  }
+
+  /** The drain is over: every forwarded stream still open fails with `reason`, at both nodes. */
+  close(reason: Error): void {
+    this.#closing ??= reason;
+    for (const conn of this.#tunnels) failTunnel(conn, reason);
   }
 }
 

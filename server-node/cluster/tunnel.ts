@@ -73,6 +73,9 @@ export let tunnelIO: (conn: object) => StreamIO | undefined;
 /** Fails a tunnel with `reason`, which the other node gets in the Reset when it is a wslis error. */
 export let abortTunnel: (conn: object, reason: unknown) => void;
 
+/** Fails a tunnel with `error` here, and with the same error at the other node (a Reset carrying it). */
+export let failTunnel: (conn: object, error: Error) => void;
+
 class Tunnel implements FleetConn {
   static {
     tunnelIO = (conn) =>
@@ -89,6 +92,9 @@ class Tunnel implements FleetConn {
         : undefined;
     abortTunnel = (conn, reason) => {
       if (#socket in conn) conn.#abort(reason);
+    };
+    failTunnel = (conn, error) => {
+      if (#socket in conn) conn.#fail(error, toWire(error));
     };
   }
 
