@@ -135,12 +135,12 @@ export class DeviceDialer implements Dialer {
 
   /**
    * The server is shutting down: GoAway (the device opens nothing new), and the reverse-HTTP connections
-   * kept idle for reuse are closed, so the session is idle once the calls in flight are done. Not part of
-   * {@link Dialer}: the server calls it.
+   * kept idle for reuse are closed, so the session is idle once the calls in flight are done; new ones
+   * are refused with `reason`. Not part of {@link Dialer}: the server calls it.
    */
-  drain(): void {
+  drain(reason: Error): void {
     this.session.goAway();
-    void this.#http?.close();
+    void this.#http?.close(reason);
   }
 
   /** Pings the device; resolves with the round-trip time in ms. */

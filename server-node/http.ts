@@ -94,7 +94,8 @@ export class DeviceHttp {
   readonly #pool: Pool;
   /** Every fetch not finished (head awaited or body being read): failed at once when the device goes. */
   readonly #calls = new Set<Call>();
-  #closed = false;
+  /** Why new requests are refused, once closed. */
+  #closed: Error | undefined;
   #agent: HttpAgent | undefined;
 
   constructor(dialer: StreamDialer, options: DeviceHttpOptions = {}) {
@@ -128,7 +129,7 @@ export class DeviceHttp {
   fetch(input: string | URL | Request, init: FetchInit = {}): Promise<Response> {
     const gone = this.#dialer.session.closeReason;
     if (gone) return Promise.reject(gone);
-    if (this.#closed) return Promise.reject(new HttpError("this DeviceHttp is closed"));
+    if (this.#closed) return Promise.reject(this.#closed);
     let request: Outgoing;
     let timeout: number;
     let bodyTimeout: number;
@@ -165,10 +166,13 @@ export class DeviceHttp {
     return this.#agent;
   }
 
-  /** Closes idle connections and refuses new requests; requests in flight finish. */
-  async close(): Promise<void> {
-    this.#closed = true;
-    this.#pool.close();
+  /**
+   * Closes idle connections and refuses new requests (with `reason`, default an `ERR_HTTP` error saying
+   * so); requests in flight finish.
+   */
+  async close(reason: Error = new HttpError("this DeviceHttp is closed")): Promise<void> {
+    this.#closed ??= reason;
+    this.#pool.close(this.#closed);
     const agent = this.#agent;
     if (!agent) return;
     // node:http's Agent closes a socket it gets back instead of keeping it once keepAlive is off; those
@@ -402,8 +406,8 @@ class Pool {
   }
 
   /** Ends the idle connections; later acquires fail with `reason` (default: closed). */
-  close(): void {
-    this.#closed ??= new HttpError("this DeviceHttp is closed");
+  close(reason: Error): void {
+    this.#closed ??= reason;
     for (const conn of this.#idle.splice(0)) this.#drop(conn, true);
   }
 

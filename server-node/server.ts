@@ -522,7 +522,7 @@ export class Server extends EventTarget {
     // The fleet stops routing to this node before its devices get GoAway and redial elsewhere.
     await this.#directory.drain().catch((error: unknown) => this.#logger.warn("wslis: leaving the cluster directory failed", error));
     const dialers = [...this.#dialers];
-    for (const dialer of dialers) dialer.drain();
+    for (const dialer of dialers) dialer.drain(shuttingDown());
     // Calls in flight finish: on this node's devices, and through other nodes (their idle streams close now).
     const idle = Promise.all([...dialers.map((d) => d.session.idle()), this.#peers?.drain()]);
     // Past drainTimeout (a TimeoutError) the sessions close all the same.

@@ -430,6 +430,8 @@ describe("drain and metrics", () => {
     await until(() => slowStarted, 2000, "the slow call at the device");
     const started = performance.now();
     const closing = server.close();
+    await until(() => listener.session?.remoteGoAway === true, 1000, "GoAway at the device");
+    await assert.rejects(dialer.fetch("http://device/"), hasCode("ERR_SERVER_SHUTDOWN"), "a new call during the drain");
     await new Promise((resolve) => setTimeout(resolve, 300));
     release();
     assert.equal(await slow, "done", "the call in flight finished during the drain");
