@@ -13,7 +13,7 @@
  * `node --import tsx bench/cluster.ts`, or `BENCH_ONLY=cluster npm run bench`. Knobs:
  *  BENCH_CLUSTER_OPS     sequential 1 KB GETs per kind per round (default 1000)
  *  BENCH_CLUSTER_ROUNDS  rounds (default 5)
- *  BENCH_CLUSTER_MB      5 MB echoes per kind per round (default 4)
+ *  BENCH_CLUSTER_MB      5 MB echoes per kind per round (default 10)
  */
 
 import { spawn } from "node:child_process";
@@ -61,7 +61,7 @@ async function startDevice(url: string): Promise<() => Promise<void>> {
 }
 
 export async function benchCluster(options: ClusterBenchOptions = {}): Promise<{ rows: Array<Record<string, string | number>>; targets: string[] }> {
-  const { ops = 1000, rounds = 5, echoes = 4, log = () => {} } = options;
+  const { ops = 1000, rounds = 5, echoes = 10, log = () => {} } = options;
   const redis = await startRedis();
   const node = startFixture("cluster-node.ts", [redis.url, "b", SECRET, "15000"]);
   const closers: (() => unknown)[] = [() => redis.stop(), () => node.kill()];
@@ -179,7 +179,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const { rows, targets } = await benchCluster({
     ops: n("BENCH_CLUSTER_OPS", 1000),
     rounds: n("BENCH_CLUSTER_ROUNDS", 5),
-    echoes: n("BENCH_CLUSTER_MB", 4),
+    echoes: n("BENCH_CLUSTER_MB", 10),
     log: (m) => console.error(m),
   });
   const columns = Object.keys(rows[0]!);

@@ -21,7 +21,7 @@
  *  BENCH_RR_OPS             sequential new-stream exchanges per round, for p50/p99 (default 2000)
  *  BENCH_RR_CONCURRENT_OPS  exchanges per round with 64 in flight, for ops/s (default 5000)
  *  BENCH_BULK_STREAMS       streams at once in the bulk scenario (default 64)
- *  BENCH_BULK_MB            MiB per stream in the bulk scenario (default 4)
+ *  BENCH_BULK_MB            MiB per stream in the bulk scenario (default 10)
  *  BENCH_SINGLE_MB          MiB of the one-stream scenario against Go (default 64)
  *  BENCH_HOLD_STREAMS       streams held open on one session (default 10000)
  *  BENCH_BROWSER_ROUNDS     rounds in Chromium (default 5)
@@ -29,7 +29,7 @@
  *  BENCH_BROWSER_RTTS       round trips per round in Chromium, for the latency rows (default 1000)
  *  BENCH_CLUSTER_OPS        sequential 1 KB GETs per kind per round in cluster (default 1000)
  *  BENCH_CLUSTER_ROUNDS     rounds of cluster (default 5)
- *  BENCH_CLUSTER_MB         5 MB echoes per kind per round in cluster (default 4)
+ *  BENCH_CLUSTER_MB         5 MB echoes per kind per round in cluster (default 10)
  */
 
 import { cpus } from "node:os";
@@ -166,7 +166,7 @@ if (runs("cluster")) {
   const result = await benchCluster({
     ops: positiveNumber("BENCH_CLUSTER_OPS", 1000),
     rounds: positiveNumber("BENCH_CLUSTER_ROUNDS", 5),
-    echoes: positiveNumber("BENCH_CLUSTER_MB", 4),
+    echoes: positiveNumber("BENCH_CLUSTER_MB", 10),
     log,
   });
   console.log("### Cluster: server.fetch from node A to a device on node B (another process, Redis) against local\n");
