@@ -207,7 +207,7 @@ class RemoteDevice implements StreamDialer {
   #closeReason: Error | undefined;
   #resolveClosed!: (reason: Error) => void;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
-  #dialTimeout: number;
+  readonly #dialTimeout: number;
 
   constructor(peers: PeerClient, placement: Placement, options: PeerClientOptions, forget: () => void) {
     this.#peers = peers;
@@ -259,6 +259,7 @@ class RemoteDevice implements StreamDialer {
     void this.#http.close();
   }
 
+  /** A tunnel failed, or a dial: if the reason says the device (or its node) is gone, so is this. */
   #seen(error: unknown): void {
     if (this.#closeReason || !(error instanceof WslisError) || !GONE.has(error.code)) return;
     this.#closeReason = error;
