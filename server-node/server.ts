@@ -522,12 +522,12 @@ export class Server extends EventTarget {
     // The fleet stops routing to this node before its devices get GoAway and redial elsewhere.
     await this.#directory.drain().catch((error: unknown) => this.#logger.warn("wslis: leaving the cluster directory failed", error));
     const dialers = [...this.#dialers];
-    for (const dialer of dialers) dialer.drain(shuttingDown());
+    const reason = shuttingDown();
+    for (const dialer of dialers) dialer.drain(reason);
     // Calls in flight finish: on this node's devices, and through other nodes (their idle streams close now).
-    const idle = Promise.all([...dialers.map((d) => d.session.idle()), this.#peers?.drain()]);
+    const idle = Promise.all([...dialers.map((d) => d.session.idle()), this.#peers?.drain(reason)]);
     // Past drainTimeout (a TimeoutError) the sessions close all the same.
     await withTimeout("drain", this.#options.drainTimeout ?? 10_000, undefined, () => idle, this.#clock).catch(() => {});
-    const reason = shuttingDown();
     for (const dialer of this.#dialers) dialer.close(reason);
     this.#peers?.close(reason);
     await Promise.all(dialers.map((d) => d.closed));

@@ -11,7 +11,7 @@ import { request as httpsRequest } from "node:https";
 import { connect as netConnect } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
 import { deadline } from "../../src/deadline.js";
-import { ClusterUnavailableError, SessionClosedError, WslisError } from "../../src/errors.js";
+import { ClusterUnavailableError, WslisError } from "../../src/errors.js";
 import type { Conn, StreamIO } from "../../src/yamux/stream.js";
 import type { DialOptions } from "../dialer.js";
 import { DeviceHttp, type DeviceHttpOptions, type FetchInit, type StreamDialer } from "../http.js";
@@ -99,7 +99,7 @@ export class PeerClient implements Peers {
         host,
         port,
         method: "GET",
-        path: `${this.#base(placement)}/dial`,
+        path: `${url.pathname.replace(/\/+$/, "")}${this.#options.path}/dial`,
         headers: {
           Connection: "Upgrade",
           Upgrade: UPGRADE_TOKEN,
@@ -155,17 +155,13 @@ export class PeerClient implements Peers {
     });
   }
 
-  #base(placement: Placement): string {
-    const base = new URL(placement.advertise).pathname.replace(/\/+$/, "");
-    return `${base}${this.#options.path}`;
-  }
-
   /**
    * The server is shutting down: new calls are refused, the streams kept idle for reuse close now, and
-   * this resolves once every forwarded stream has ended (the calls in flight are done).
+   * this resolves once every forwarded stream has ended (the calls in flight are done). New calls are
+   * refused with `reason`.
    */
-  drain(): Promise<void> {
-    this.#closing ??= new SessionClosedError("ERR_SERVER_SHUTDOWN", "the server is shutting down");
+  drain(reason: Error): Promise<void> {
+    this.#closing ??= reason;
     for (const device of [...this.#devices.values()]) device.close();
     return Promise.all([...this.#tunnels].map((conn) => conn.closed.catch(() => {}))).then(() => {});
   }
