@@ -10,9 +10,7 @@
  */
 
 import { Session } from "node:inspector/promises";
-import { dialAndListen } from "../server-node/device.js";
-import { listenAndServe, type Dialer } from "../server-node/index.js";
-import { serveHttp } from "../src/http/server.js";
+import { dialAndListen, listenAndServe, serveHttp, type Dialer } from "./lib.js";
 
 const calls = Number(process.argv[2] ?? 5000);
 const BODY = new Uint8Array(1000).fill(0x61);

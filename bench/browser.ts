@@ -21,7 +21,7 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join, resolve } from "node:path";
 import WebSocket, { WebSocketServer } from "ws";
-import { Server, type Dialer } from "../server-node/index.js";
+import { Server, type Dialer } from "./lib.js";
 import { launchCdp } from "../test-e2e/cdp.js";
 import { median, ratio, round, type Row, type Target } from "./format.js";
 import { sendRaw, writeAll } from "./throughput.js";

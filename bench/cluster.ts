@@ -24,9 +24,8 @@ import type { AddressInfo } from "node:net";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { Agent } from "undici";
-import { Server } from "../server-node/index.js";
-import { startFixture } from "../test/helpers/child.js";
 import { startRedis } from "../test/helpers/redis.js";
+import { Server } from "./lib.js";
 
 const SECRET = "a-cluster-secret-for-the-benchmark";
 
@@ -42,31 +41,42 @@ const percentile = (values: number[], p: number) => {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 };
 
-/** A device in its own process (bench/http-device-child.ts): GET → 1000 bytes, POST → the body back. */
-async function startDevice(url: string): Promise<() => Promise<void>> {
-  const child = spawn(process.execPath, ["--import", "tsx", fileURLToPath(new URL("./http-device-child.ts", import.meta.url)), url], {
+/** A child running a bench script with `args`; resolves once it printed a line matching `ready`, with the match. */
+async function startChild(script: string, args: string[], ready: RegExp): Promise<{ match: RegExpExecArray; stop: () => Promise<void> }> {
+  const child = spawn(process.execPath, ["--import", "tsx", fileURLToPath(new URL(script, import.meta.url)), ...args], {
     stdio: ["pipe", "pipe", "inherit"],
   });
-  await new Promise<void>((ready, fail) => {
-    createInterface({ input: child.stdout }).once("line", (line) => (line === "ready" ? ready() : fail(new Error(line))));
-    child.once("exit", (code) => fail(new Error(`the device exited (${code})`)));
+  const match = await new Promise<RegExpExecArray>((resolve, fail) => {
+    createInterface({ input: child.stdout }).once("line", (line) => {
+      const found = ready.exec(line);
+      if (found) resolve(found);
+      else fail(new Error(`${script}: ${line}`));
+    });
+    child.once("exit", (code) => fail(new Error(`${script} exited (${code})`)));
   });
-  return async () => {
+  const stop = async () => {
     if (child.exitCode !== null) return;
     child.stdin.end();
     const timer = setTimeout(() => child.kill("SIGKILL"), 2000);
     await once(child, "exit");
     clearTimeout(timer);
   };
+  return { match, stop };
+}
+
+/** A device in its own process (bench/http-device-child.ts): GET → 1000 bytes, POST → the body back. */
+async function startDevice(url: string): Promise<() => Promise<void>> {
+  return (await startChild("./http-device-child.ts", [url], /^ready$/)).stop;
 }
 
 export async function benchCluster(options: ClusterBenchOptions = {}): Promise<{ rows: Array<Record<string, string | number>>; targets: string[] }> {
   const { ops = 1000, rounds = 5, echoes = 10, log = () => {} } = options;
   const redis = await startRedis();
-  const node = startFixture("cluster-node.ts", [redis.url, "b", SECRET, "15000"]);
-  const closers: (() => unknown)[] = [() => redis.stop(), () => node.kill()];
+  const closers: (() => unknown)[] = [() => redis.stop()];
   try {
-    const [, bPort] = await node.waitFor(/^ready (\d+) (\d+)$/, 30_000);
+    const node = await startChild("./cluster-node.ts", [redis.url, "b", SECRET], /^ready (\d+)$/);
+    closers.unshift(node.stop);
+    const bPort = node.match[1]!;
     const http = createServer();
     await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
     const aPort = (http.address() as AddressInfo).port;

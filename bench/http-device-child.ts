@@ -4,8 +4,7 @@
  * `serveHttp`. Prints "ready" once connected; exits when its parent closes stdin.
  */
 
-import { dialAndListen } from "../server-node/device.js";
-import { serveHttp } from "../src/http/server.js";
+import { dialAndListen, serveHttp } from "./lib.js";
 
 const url = process.argv[2];
 if (!url) throw new Error("usage: http-device-child.ts ws://host:port/?deviceId=…");

@@ -29,10 +29,7 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import WebSocket, { WebSocketServer } from "ws";
-import { dialAndListen } from "../server-node/device.js";
-import { listenAndServe, type Dialer } from "../server-node/index.js";
-import { serveHttp, type HttpConn } from "../src/http/server.js";
-import type { Conn } from "../src/yamux/stream.js";
+import { dialAndListen, listenAndServe, serveHttp, type Conn, type Dialer, type HttpConn } from "./lib.js";
 
 const BODY = new Uint8Array(1000).fill(0x61); // 1 KB answer
 const REQUEST = new Uint8Array(16).fill(0x72); // what a raw client sends

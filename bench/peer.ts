@@ -13,8 +13,7 @@
  */
 
 import { createInterface } from "node:readline";
-import { dialAndListen, type Conn } from "../server-node/device.js";
-import { listenAndServe, type Dialer } from "../server-node/index.js";
+import { dialAndListen, listenAndServe, type Conn, type Dialer } from "./lib.js";
 
 const OP_ECHO = 0x65; // "e": the request is REPLY_SIZE bytes; answer REPLY_SIZE bytes and close
 const OP_SINK = 0x73; // "s": bytes 1-8 give the request's length; read it all, answer it in decimal, close

@@ -5,7 +5,7 @@
  */
 
 import WebSocket from "ws";
-import { dialAndListen } from "../server-node/device.js";
+import { dialAndListen } from "./lib.js";
 
 const [kind, url] = process.argv.slice(2);
 process.on("SIGTERM", () => process.exit(0));

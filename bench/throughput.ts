@@ -13,10 +13,10 @@ import { once } from "node:events";
 import type { AddressInfo } from "node:net";
 import WebSocket, { WebSocketServer, createWebSocketStream } from "ws";
 import { Client as YamuxClient, Server as YamuxServer } from "yamux-js";
-import { dialAndListen } from "../server-node/device.js";
+import { dialAndListen } from "./lib.js";
 import { median } from "./format.js";
 import { collectGarbage } from "../test/helpers/memory.js";
-import { listenAndServe, type Dialer } from "../server-node/index.js";
+import { listenAndServe, type Dialer } from "./lib.js";
 
 /** Size of each write (and raw ws message), in bytes. */
 const CHUNK = 64 * 1024;

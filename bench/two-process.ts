@@ -10,7 +10,7 @@ import { once } from "node:events";
 import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import WebSocket, { WebSocketServer } from "ws";
-import { listenAndServe, type Dialer } from "../server-node/index.js";
+import { listenAndServe, type Dialer } from "./lib.js";
 import { median } from "./format.js";
 import { roundOrder, sendRaw, writeAll } from "./throughput.js";
 
