@@ -55,11 +55,14 @@ for (const [file, budget] of Object.entries(budgets)) {
  * same day, with the outbox in the browser build (as for the budgets above): 10 951 and 16 483; with the
  * Web Lock and the listener's state machine and injected platform: 11 679 (`dialAndListen`); with the
  * receive budget per turn and the hello ping: 12 525 (`dialAndListen`); with those and a writable's
- * abort that resets a stream whose write waits for credit: 18 134 (`dialAndListen` + `serveHttp`). The
- * budgets add about 3-5%. The goals are 6 KiB and 10 KiB (printed by `npm run bench`).
+ * abort that resets a stream whose write waits for credit: 18 134 (`dialAndListen` + `serveHttp`); on
+ * 2026-12-03, 12 690 measured against the budget of 12 700, then 12 708 once a write waiting for the
+ * transport to drain fails with the session's reason when the session ends (it left a rejection nobody
+ * handled, which ends a Node process). The budgets add about 1-3%. The goals are 6 KiB and 10 KiB
+ * (printed by `npm run bench`).
  */
 const appBudgets: Record<string, number> = {
-  "wslis: dialAndListen": 12_700,
+  "wslis: dialAndListen": 12_900,
   "wslis: dialAndListen + serveHttp": 18_700,
 };
 

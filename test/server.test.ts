@@ -545,4 +545,54 @@ describe("hostile devices (hand-written frames over a raw WebSocket)", () => {
     assert.ok(peer.reader.counts.pong <= 201, `${peer.reader.counts.pong} pongs for 200 bursts of 1,000 pings`);
     assert.ok(!peer.reader.goAwayCodes.includes(GoAway.InternalError));
   });
+
+  test("a device that grants credit, stops reading, then breaks the protocol: the writes waiting on it fail, nothing crashes", async () => {
+    // The server's writes wait for its socket to drain, not for credit. The session ending while they
+    // wait (here: a frame of another protocol version; as well a keepalive timeout or a close) used to
+    // leave a rejected promise nobody handled behind each of them, which ends a Node process by default.
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    cleanup.push(() => void process.off("unhandledRejection", onUnhandled));
+    const dialers: Dialer[] = [];
+    const { server, url } = await startServer((dialer) => void dialers.push(dialer));
+    cleanup.push(() => server.close());
+    const peer = await hostileDevice(url);
+    cleanup.push(() => peer.destroy());
+    await until(() => dialers.length === 1, 2000, "the device");
+    const conns = await Promise.all(Array.from({ length: 4 }, () => dialers[0]!.dial()));
+    for (const conn of conns) await peer.send(frame(T.WindowUpdate, F.ACK, conn.streamID, 64 * 1024 * 1024));
+    peer.stopReading();
+    const chunk = new Uint8Array(1024 * 1024);
+    const writers = conns.map((conn) => conn.writable.getWriter());
+    const waiting: Promise<void>[] = [];
+    for (const writer of writers) {
+      // Write until a write waits: the socket's buffers, the kernel's and the transport's are full.
+      for (let i = 0; i < 64; i++) {
+        const write = writer.write(chunk);
+        write.catch(() => {});
+        const settled = await Promise.race([write.then(() => true, () => true), new Promise((resolve) => setTimeout(resolve, 100, false))]);
+        if (!settled) {
+          waiting.push(write);
+          break;
+        }
+      }
+    }
+    assert.equal(waiting.length, writers.length, "every stream has a write waiting for the socket to drain");
+    const bad = frame(T.Ping, F.SYN, 0, 1);
+    bad[0] = 1; // version 1: not yamux as this side speaks it
+    await peer.send(bad);
+    const results = await within(Promise.allSettled(waiting), 5000, "the waiting writes");
+    for (const result of results) {
+      assert.equal(result.status, "rejected", "a write waiting when the session ended fails");
+      assert.ok((result as PromiseRejectedResult).reason instanceof WslisError);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.deepEqual(unhandled, []);
+    // And the server goes on: another device connects and is reached.
+    const echo = await echoDevice(url, { params: { deviceId: "after" } });
+    cleanup.push(() => echo.close());
+    await until(() => server.devices.has("after"), 2000, "the next device");
+    assert.equal(await within(roundTrip(server.devices.get("after")!, "still up"), 5000, "a round trip"), "still up");
+  });
 });

@@ -241,6 +241,8 @@ export class Stream implements Conn {
   // Send side.
   #writable: WritableStream<Uint8Array> | undefined;
   #writeController: WritableStreamDefaultController | undefined;
+  /** An abort of the writable resets the stream at once (see {@link #abortWhileWaiting}). */
+  #abortWatched: boolean | undefined;
   /** Bytes this side may send before it needs a WindowUpdate. */
   #sendWindow = INITIAL_WINDOW;
   #wakeWriter: (() => void) | undefined;
@@ -277,11 +279,6 @@ export class Stream implements Conn {
         start: (controller) => {
           this.#writeController = controller;
           if (this.#error !== undefined) controller.error(this.#error);
-          // The spec calls the sink's abort only once the write in flight settles, and a write waiting for
-          // credit from a peer that never reads would never settle: the abort resets the stream at once.
-          // In a microtask: erroring the controller inside the signal's event breaks Node 20's abort (it
-          // read the state before the event, then calls the algorithms the error cleared).
-          controller.signal?.addEventListener("abort", () => queueMicrotask(() => this.reset()), { once: true });
         },
         write: (chunk) => this.#send(chunk),
         close: () => this.#sendFin(),
@@ -538,11 +535,14 @@ export class Stream implements Conn {
    * a promise for the rest while it waits for window credit or for the transport to drain.
    */
   #write(bytes: Uint8Array, offset: number): Promise<void> | undefined {
+    // Also when woken with nothing left to send: bytes queued before a reset never left. (Nothing in the
+    // loop below fails the stream: it runs to its end or to a wait.)
+    if (this.#error !== undefined) return Promise.reject(this.#error);
     while (offset < bytes.length) {
-      if (this.#error !== undefined) return Promise.reject(this.#error);
       if (!this.#sending()) return Promise.reject(new StreamClosedError(this.streamID));
       if (this.#sendWindow === 0) {
         const from = offset;
+        this.#abortWhileWaiting();
         return new Promise<void>((resolve) => (this.#wakeWriter = resolve)).then(() => this.#write(bytes, from));
       }
       const n = Math.min(bytes.length - offset, this.#sendWindow, this.#host.maxFrameSize);
@@ -550,15 +550,35 @@ export class Stream implements Conn {
       const drained = this.#host.sendData(this.streamID, n === bytes.length ? bytes : bytes.subarray(offset, offset + n));
       offset += n;
       if (drained) {
-        // Woken by the drain, or by a reset meanwhile (#fail) when the transport never drains.
+        // Woken by the drain, or by a reset meanwhile (#fail) when the transport never drains. A session
+        // that ends rejects its drain waiters (it may fail its streams in later turns): the write fails
+        // with its reason, and nothing is left rejected with nobody to handle it.
         const from = offset;
-        return new Promise<void>((resolve) => {
+        this.#abortWhileWaiting();
+        return new Promise<void>((resolve, reject) => {
           this.#wakeWriter = resolve;
-          void drained.then(resolve);
+          drained.then(resolve, reject);
         }).then(() => this.#write(bytes, from));
       }
     }
     return undefined;
+  }
+
+  /**
+   * A write of the writable is about to wait (for credit, or for the transport to drain). The spec calls
+   * the sink's abort only once the write in flight settles, and a write waiting for credit from a peer
+   * that never reads would never settle: from now on, aborting the writable resets the stream at once.
+   * Only then: the controller's signal is an EventTarget made on first use, which a stream whose writes
+   * never wait (most) does not need. In a microtask: erroring the controller inside the signal's event
+   * breaks Node 20's abort (it read the state before the event, then calls the algorithms the error
+   * cleared).
+   */
+  #abortWhileWaiting(): void {
+    if (this.#abortWatched) return;
+    this.#abortWatched = true;
+    // No abort can have come first: the writable calls no sink write once aborted, and this write waits
+    // from the call that started it. No controller: a StreamIO's write (it has no writable).
+    (this.#writeController?.signal as AbortSignal | undefined)?.addEventListener("abort", () => queueMicrotask(() => this.reset()), { once: true });
   }
 
   /** A write failed: the stream is reset, unless the failure was writing after our FIN (the peer saw the end). */
