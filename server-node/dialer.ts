@@ -3,9 +3,7 @@
  */
 
 import type { Agent as HttpAgent, IncomingMessage } from "node:http";
-import { withTimeout } from "../src/deadline.js";
-import { SessionClosedError } from "../src/errors.js";
-import type { Clock } from "../src/yamux/clock.js";
+import { SessionClosedError, abortReason } from "../src/errors.js";
 import type { Session } from "../src/yamux/session.js";
 import type { Conn } from "../src/yamux/stream.js";
 import { DeviceHttp, type DeviceHttpOptions, type FetchInit } from "./http.js";
@@ -76,7 +74,6 @@ export class DeviceDialer implements Dialer {
   /** Resolves with the reason once the device is gone (closed, lost, replaced, shut down). Never rejects. */
   readonly closed: Promise<Error>;
   readonly #dialTimeout: number;
-  readonly #clock: Clock | undefined;
   readonly #httpOptions: DeviceHttpOptions;
 
   constructor(
@@ -84,14 +81,13 @@ export class DeviceDialer implements Dialer {
     request: IncomingMessage,
     id: string,
     protocol: string,
-    options: { dialTimeout: number; http?: DeviceHttpOptions; auth?: unknown; clock?: Clock },
+    options: { dialTimeout: number; http?: DeviceHttpOptions; auth?: unknown },
   ) {
     this.session = session;
     this.auth = options.auth;
     this.id = id;
     this.protocol = protocol;
     this.#dialTimeout = options.dialTimeout;
-    this.#clock = options.clock;
     this.#httpOptions = options.http ?? {};
     this.header = new Headers();
     for (const [name, value] of Object.entries(request.headers)) {
@@ -110,7 +106,9 @@ export class DeviceDialer implements Dialer {
 
   /** Opens a stream to the device. Rejects at once if the device is gone or draining. */
   async dial(options: DialOptions = {}): Promise<Conn> {
-    return withTimeout("dial", options.timeout ?? this.#dialTimeout, options.signal, (signal) => this.session.open({ signal }), this.#clock);
+    if (options.signal?.aborted) throw abortReason(options.signal);
+    // The timeout bounds only a wait for a free slot (maxUnackedOpens): most dials open at once.
+    return this.session.open({ signal: options.signal, timeout: options.timeout ?? this.#dialTimeout });
   }
 
   #http: DeviceHttp | undefined;

@@ -405,7 +405,6 @@ export class Server extends EventTarget {
     session.addEventListener("rtt", (event) => this.#metrics.rtt((event as CustomEvent<number>).detail));
     const dialer = new DeviceDialer(session, request, id, ws.protocol, {
       dialTimeout: this.#options.dialTimeout ?? 10_000,
-      clock: this.#clock,
       http: this.#options.http,
       auth: device?.data,
     });

@@ -546,6 +546,55 @@ describe("hostile devices (hand-written frames over a raw WebSocket)", () => {
     assert.ok(!peer.reader.goAwayCodes.includes(GoAway.InternalError));
   });
 
+  test("a device that never acknowledges streams: dials past maxUnackedOpens wait, and time out or abort; opening at once sets no timer", async () => {
+    const clock = new FakeClock();
+    // The dial deadlines among the session's timers: the only ones of 5000 ms, and when they are cleared.
+    const deadlines = new Set<unknown>();
+    const setTimer = clock.setTimeout.bind(clock);
+    const clearTimer = clock.clearTimeout.bind(clock);
+    clock.setTimeout = (fn: () => void, ms: number) => {
+      const handle = setTimer(() => (deadlines.delete(handle), fn()), ms);
+      if (ms === 5000) deadlines.add(handle);
+      return handle;
+    };
+    clock.clearTimeout = (handle: unknown) => (deadlines.delete(handle), clearTimer(handle));
+    const dialers: Dialer[] = [];
+    const { server, url } = await startServer((dialer) => void dialers.push(dialer), {
+      dialTimeout: 5000,
+      session: { timers: clock, maxUnackedOpens: 2 },
+    });
+    cleanup.push(() => server.close());
+    const peer = await hostileDevice(url);
+    cleanup.push(() => peer.destroy());
+    await until(() => dialers.length === 1, 2000, "the device");
+    const dialer = dialers[0]!;
+    const opened = [await dialer.dial(), await dialer.dial()];
+    assert.equal(deadlines.size, 0, "a dial that opens at once sets no timer");
+    const waiting = dialer.dial();
+    waiting.catch(() => {});
+    await turns(5);
+    assert.equal(deadlines.size, 1, "a dial waiting for a slot has its deadline");
+    clock.advance(5000);
+    const timedOut = await within(waiting.then(() => undefined, (e: unknown) => e), 1000, "the timed-out dial");
+    assert.ok(hasCode("ERR_TIMEOUT")(timedOut));
+    assert.match((timedOut as Error).message, /dial timed out after 5000 ms/);
+    assert.equal(deadlines.size, 0);
+    const controller = new AbortController();
+    const aborted = dialer.dial({ signal: controller.signal });
+    aborted.catch(() => {});
+    await turns(5);
+    assert.equal(deadlines.size, 1);
+    controller.abort(new Error("no longer needed"));
+    assert.equal(((await within(aborted.then(() => undefined, (e: unknown) => e), 1000, "the aborted dial")) as Error).message, "no longer needed");
+    assert.equal(deadlines.size, 0, "the aborted dial's deadline is cleared");
+    // An ACK frees a slot: the next waiting dial opens, and its deadline is cleared.
+    const next = dialer.dial();
+    await turns(5);
+    await peer.send(frame(T.WindowUpdate, F.ACK, opened[0]!.streamID, 0));
+    assert.equal((await within(next, 1000, "the dial after an ACK")).streamID, opened[1]!.streamID + 2);
+    assert.equal(deadlines.size, 0);
+  });
+
   test("a device that grants credit, stops reading, then breaks the protocol: the writes waiting on it fail, nothing crashes", async () => {
     // The server's writes wait for its socket to drain, not for credit. The session ending while they
     // wait (here: a frame of another protocol version; as well a keepalive timeout or a close) used to

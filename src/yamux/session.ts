@@ -369,17 +369,18 @@ export class Session extends EventTarget {
 
   /**
    * Opens a stream. It is usable at once; the peer's ACK is not awaited, except that at most
-   * `maxUnackedOpens` streams may wait for theirs (the call waits for a slot).
+   * `maxUnackedOpens` streams may wait for theirs (the call waits for a slot). `timeout` (ms) bounds that
+   * wait (`ERR_TIMEOUT`, "dial timed out after …"); a call that does not wait makes no timer.
    */
-  async open(options: { signal?: AbortSignal } = {}): Promise<Conn> {
-    const { signal } = options;
+  async open(options: { signal?: AbortSignal; timeout?: number } = {}): Promise<Conn> {
+    const { signal, timeout } = options;
     let woken = false;
     try {
       for (;;) {
         this.#assertCanOpen();
         signal?.throwIfAborted();
         if (this.#unackedOpens < this.#maxUnackedOpens) break;
-        await enqueue(this.#openWaiters, signal);
+        await this.#waitToOpen(signal, timeout);
         woken = true;
       }
       if (this.#nextStreamID > MAX_STREAM_ID) {
@@ -399,6 +400,18 @@ export class Session extends EventTarget {
     this.#unackedOpens++;
     this.#outbox.control(FrameType.WindowUpdate, Flag.SYN, stream.streamID, this.#window - INITIAL_WINDOW);
     return stream;
+  }
+
+  /** Waits for a free slot among the unacknowledged opens, until `signal` aborts or `timeout` ms pass. */
+  async #waitToOpen(signal: AbortSignal | undefined, timeout: number | undefined): Promise<void> {
+    if (timeout === undefined) return enqueue(this.#openWaiters, signal);
+    const expired = new AbortController();
+    const cancel = deadline("dial", timeout, signal, (error) => expired.abort(error), this.#timers);
+    try {
+      await enqueue(this.#openWaiters, expired.signal);
+    } finally {
+      cancel();
+    }
   }
 
   #wakeOpenWaiter(): void {
