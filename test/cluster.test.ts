@@ -362,3 +362,41 @@ test("listenAndServe nodes: a forwarded request body may stream for longer than 
   const res = await a.server.fetch("slow-reader", "http://device/echo", { method: "POST", body, duplex: "half" } as RequestInit);
   assert.equal(await res.text(), Array.from({ length: 10 }, (_, i) => `chunk${i};`).join(""));
 });
+
+test("Redis answering the scripts with something else: each call fails or is logged, nothing is left unhandled, local calls go on", async () => {
+  // What answers under a script's name may not be the script (a proxy, another program, a broken
+  // server). A claim answered with a number used to throw where nobody caught it, and so did a lease
+  // renewal whose lists were not lists: either ended the node's process.
+  const redis = await startRedis();
+  cleanup.push(() => redis.stop());
+  const { Redis } = await import("ioredis");
+  const client = new Redis(redis.url, { lazyConnect: false });
+  cleanup.push(() => client.disconnect());
+  const warnings: string[] = [];
+  const port = await freePort();
+  const server = await listenAndServe(`127.0.0.1:${port}`, () => {}, {
+    logger: { warn: (message: string) => void warnings.push(message), error() {} },
+    drainTimeout: 200,
+    cluster: { redis: client, nodeId: "a", secret: SECRET, ttl: 900, advertise: `http://127.0.0.1:${port}` },
+  });
+  cleanup.push(() => server.close());
+  await until(() => client.status === "ready", 5000, "Redis");
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => void unhandled.push(reason);
+  process.on("unhandledRejection", onUnhandled);
+  cleanup.push(() => void process.off("unhandledRejection", onUnhandled));
+  const scripts = client as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  scripts.wslisClaim = async () => 42;
+  scripts.wslisRenew = async () => [1, 5, 7, 0];
+  scripts.wslisFind = async () => ({ node: "b" });
+
+  await device(`ws://127.0.0.1:${port}/`, "lobby");
+  await until(() => server.devices.has("lobby"), 5000, "the device");
+  await until(() => warnings.some((w) => /could not claim a device: Redis answered the claim/.test(w)), 5000, "the claim's warning");
+  await until(() => warnings.some((w) => /could not renew its lease: Redis answered the lease renewal/.test(w)), 5000, "a renewal's warning");
+  await assert.rejects(server.lookup("elsewhere"), (e: unknown) => (e as { code?: string }).code === "ERR_CLUSTER_UNAVAILABLE" && /Redis answered the lookup/.test((e as Error).message));
+  const res = await server.fetch("lobby", "http://device/kb");
+  assert.equal(await res.text(), kilobyte("lobby"), "a device on this node is reached without Redis");
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.deepEqual(unhandled, []);
+});

@@ -167,6 +167,38 @@ interface Scripts {
   wslisLeave(lease: string, devices: string, nodes: string, node: string, prefix: string, channel: string): Promise<number>;
 }
 
+/**
+ * The scripts' answers, checked before use: what answers under a script's name may not be the script (a
+ * proxy, another program's script, a broken server), and a reply of the wrong shape must fail the one
+ * call as Redis failing does, not throw later where nobody catches it.
+ */
+const isText = (value: unknown): value is string | number => typeof value === "string" || typeof value === "number";
+const isTexts = (value: unknown): value is string[] => Array.isArray(value) && value.every(isText);
+
+function malformed(what: string): never {
+  throw new TypeError(`Redis answered ${what} with something the script does not return`);
+}
+
+function checkClaim(reply: unknown): Claim {
+  // Lua ends a table at its first nil: without a previous owner the reply is [won, generation].
+  if (!Array.isArray(reply) || reply.length < 2 || typeof reply[0] !== "number" || !isText(reply[1])) malformed("the claim");
+  if ((reply[2] != null && typeof reply[2] !== "string") || (reply[3] != null && !isText(reply[3]))) malformed("the claim");
+  return reply as Claim;
+}
+
+function checkRenew(reply: unknown): Awaited<ReturnType<Scripts["wslisRenew"]>> {
+  if (!Array.isArray(reply) || reply.length !== 4) malformed("the lease renewal");
+  const [existed, lost, owned, kept] = reply as unknown[];
+  if (typeof existed !== "number" || !isTexts(lost) || !isTexts(owned) || typeof kept !== "number") malformed("the lease renewal");
+  return [existed, lost.map(String), owned.map(String), kept];
+}
+
+function checkFind(reply: unknown): Awaited<ReturnType<Scripts["wslisFind"]>> {
+  if (reply === null) return null;
+  if (!Array.isArray(reply) || reply.length !== 5 || !reply.every(isText)) malformed("the lookup");
+  return reply.map(String) as [string, string, string, string, string];
+}
+
 /** How long a placement found in Redis is used without asking again, in ms (see RedisDirectory #placements). */
 export const PLACEMENT_MAX_AGE = 1000;
 /** Most placements kept; the oldest goes first. */
@@ -349,7 +381,7 @@ export class RedisDirectory implements Directory {
     const known = this.#generations.get(dialer);
     let result: Claim;
     try {
-      result = await this.#redis.wslisClaim(
+      result = checkClaim(await this.#redis.wslisClaim(
         this.#key("dev", dialer.id),
         this.#key("gen", dialer.id),
         this.#key("devices", this.node),
@@ -359,9 +391,11 @@ export class RedisDirectory implements Directory {
         dialer.connectedAt,
         this.#options.ttl,
         this.#channel,
-      );
-    } catch {
-      return; // Redis went away meanwhile: claimed again when it is back
+      ));
+    } catch (error) {
+      // Redis went away meanwhile: claimed again when it is back. An answer of the wrong shape is said.
+      if (error instanceof TypeError) this.#options.logger.warn(`wslis: cluster node ${this.node} could not claim a device: ${error.message}`);
+      return;
     }
     const [won, generation, previousNode] = result;
     this.#generations.set(dialer, Number(generation));
@@ -433,7 +467,7 @@ export class RedisDirectory implements Directory {
     // Devices claimed before this renewal: each should have its entry.
     const claimed = [...this.#local.values()].filter((dialer) => this.#generations.has(dialer)).length;
     try {
-      [existed, lost, owned, kept] = await this.#redis.wslisRenew(
+      [existed, lost, owned, kept] = checkRenew(await this.#redis.wslisRenew(
         this.#key("node", this.node),
         this.#key("devices", this.node),
         `${this.#options.prefix}nodes`,
@@ -442,7 +476,7 @@ export class RedisDirectory implements Directory {
         this.#options.advertise,
         this.#options.prefix,
         resync ? "1" : "0",
-      );
+      ));
     } catch (error) {
       this.#options.logger.warn(`wslis: cluster node ${this.node} could not renew its lease: ${(error as Error).message}`);
       return;
@@ -509,7 +543,7 @@ export class RedisDirectory implements Directory {
   async #lookUp(id: string): Promise<Placement | undefined> {
     let found: Awaited<ReturnType<Scripts["wslisFind"]>>;
     try {
-      found = await this.#redis.wslisFind(this.#key("dev", id), this.#options.prefix);
+      found = checkFind(await this.#redis.wslisFind(this.#key("dev", id), this.#options.prefix));
     } catch (error) {
       throw new ClusterUnavailableError(`the cluster directory (Redis) failed: ${(error as Error).message}`, { cause: error });
     }
