@@ -6,7 +6,7 @@ import { ProtocolError } from "../src/errors.js";
 import { webSocketTransport, type WebSocketLike } from "../src/transport.js";
 import { Decoder } from "../src/yamux/decode.js";
 import { Flag, FrameType, encodeHeader } from "../src/yamux/frame.js";
-import { MAX_MESSAGE_FRAMES, Outbox, type MessageSink } from "../src/yamux/outbox.js";
+import { CUT_AFTER_DATA_FRAMES, MAX_MESSAGE_FRAMES, Outbox, type MessageSink } from "../src/yamux/outbox.js";
 import { BufferPool } from "../src/yamux/pool.js";
 import { Session } from "../src/yamux/session.js";
 import { messageChannelDefer } from "../src/yamux/clock.js";
@@ -240,6 +240,34 @@ test("outbox (property): any frames and turns carry the same bytes and credit pe
     }),
     { numRuns: 150 },
   );
+});
+
+test(`outbox: a burst of many streams' Data frames leaves every ${CUT_AFTER_DATA_FRAMES} frames, not at the end of the turn`, async () => {
+  const { sink, box } = outbox({ slab: 1 << 20 });
+  // Answers to many calls in one turn: the peer gets the first ones while later ones are still written.
+  for (let id = 1; id < 2 * CUT_AFTER_DATA_FRAMES; id += 2) {
+    box.data(id, randomBytes(1000, id));
+    box.control(FrameType.WindowUpdate, 0, id, 100); // credit does not count
+  }
+  assert.equal(sink.queued.length, 1, "the first frames left before the turn ended");
+  // A stream's consecutive writes join into one frame and count once; then other streams' frames.
+  for (let i = 0; i < 3 * CUT_AFTER_DATA_FRAMES; i++) box.data(101, randomBytes(100, i));
+  for (let id = 201; id < 201 + 2 * (CUT_AFTER_DATA_FRAMES - 2); id += 2) box.data(id, randomBytes(10, id));
+  assert.equal(sink.queued.length, 1, "joined writes counted once: the second message is one frame short");
+  box.data(999, randomBytes(10, 999));
+  assert.equal(sink.queued.length, 2);
+  box.data(1001, randomBytes(10, 1001));
+  await turns();
+  sink.flushAll();
+  const perMessage = sink.wire.map((m) => decodeFrames(new Decoder(), m).map((f) => [f.type, f.streamID, f.length]));
+  assert.deepEqual(perMessage.map((m) => m.filter(([type]) => type === FrameType.Data).length), [CUT_AFTER_DATA_FRAMES, CUT_AFTER_DATA_FRAMES, 1]);
+  const last = 2 * CUT_AFTER_DATA_FRAMES - 1;
+  assert.equal(perMessage[0]!.length, last, "the message left right after its last Data frame");
+  assert.deepEqual(perMessage[1]!.slice(0, 2), [
+    [FrameType.WindowUpdate, last, 100], // that stream's credit opens the next message
+    [FrameType.Data, 101, 300 * CUT_AFTER_DATA_FRAMES], // stream 101's writes are one frame
+  ]);
+  box.close();
 });
 
 test("outbox: at most MAX_MESSAGE_FRAMES frames per message", async () => {

@@ -2,9 +2,10 @@
  * Outbound frames -> whole WebSocket messages.
  *
  * The WebSocket under yamux is a byte stream, so what one turn of the event loop writes leaves as one
- * message: frames are copied into reused buffers (see {@link BufferPool}), a stream's consecutive Data
- * frames become one frame, a stream's window credits in one message become one WindowUpdate, and control
- * frames ride in the same messages as data. A message holds at most {@link MAX_MESSAGE_BYTES} and
+ * message, or one per {@link CUT_AFTER_DATA_FRAMES} Data frames (a peer with many calls in flight starts
+ * on the first ones): frames are copied into reused buffers (see {@link BufferPool}), a stream's
+ * consecutive Data frames become one frame, a stream's window credits in one message become one
+ * WindowUpdate, and control frames ride in the same messages as data. A message holds at most {@link MAX_MESSAGE_BYTES} and
  * {@link MAX_MESSAGE_FRAMES}: the receiver's limits are derived from the same constants.
  *
  * What a peer can make us send (pongs, RSTs for refused streams) is budgeted: pings are answered with one
@@ -24,6 +25,18 @@ export const MAX_MESSAGE_BYTES = 1024 * 1024;
 
 /** Most frames this side puts in one WebSocket message; the default receive budget is the same number. */
 export const MAX_MESSAGE_FRAMES = 4096;
+
+/**
+ * Data frames (a stream's joined ones count once) after which the message being filled leaves at once
+ * instead of at the end of the turn. With many calls in flight a turn answers a whole batch of them;
+ * sent as one message, the peer would sit idle until the last one is done and then this side would wait
+ * while it works through the batch: the two ends take turns. Cut every few frames, the peer starts on
+ * the first answers while this side writes the rest. Measured, reverse-HTTP GETs between two Node
+ * processes, the same processes switching between the two (median of 8): 16 in flight 13.4k -> 16.2k
+ * requests/s, 64 in flight 17.4k -> 22.1k; 4 frames did as well, so the larger number (fewer messages).
+ * Bulk data is unaffected: its frames are large, and one stream's consecutive writes join.
+ */
+export const CUT_AFTER_DATA_FRAMES = 8;
 
 /**
  * Largest WebSocket message a receiver accepts (`ws`'s `maxPayload`), in bytes: what wslis sends
@@ -80,6 +93,8 @@ export class Outbox {
   #start = 0;
   #end = 0;
   #frames = 0;
+  /** Data frames (joined ones count once) in the message being filled. */
+  #dataFrames = 0;
   /** Replies (refusals) in the message being filled, and in every message not yet sent. */
   #replies = 0;
   #pendingReplies = 0;
@@ -139,6 +154,11 @@ export class Outbox {
       bytes.set(body, at + HEADER_SIZE);
       this.#openData = at;
       this.#openDataStream = streamID;
+      if (++this.#dataFrames >= CUT_AFTER_DATA_FRAMES && !this.#blocked) {
+        // A burst of many streams' frames: this much leaves now (see CUT_AFTER_DATA_FRAMES).
+        this.#cut();
+        this.#sendHeld();
+      }
     }
     this.#schedule();
     return !this.#blocked;
@@ -234,6 +254,7 @@ export class Outbox {
     this.#credits.clear();
     this.#openData = -1;
     this.#frames = 0;
+    this.#dataFrames = 0;
   }
 
   #writePong(): void {
@@ -276,6 +297,7 @@ export class Outbox {
     this.#openData = -1;
     this.#credits.clear();
     this.#frames = 0;
+    this.#dataFrames = 0;
     const slab = this.#slab;
     if (slab === undefined || this.#end === this.#start) return;
     slab.inFlight++;
