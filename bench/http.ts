@@ -292,6 +292,12 @@ function printTable(rows: Array<Record<string, string | number>>): void {
 export interface HttpGoBenchOptions {
   /** Interleaved rounds; each runs every pair once. Default 5. */
   rounds?: number;
+  /**
+   * Untimed rounds of the same work first. Default 3. V8 compiles our code while it runs (a fresh
+   * process's first thousands of calls are several times slower); Go is compiled ahead of time. The
+   * first warm-up round's GET p50/p99 are reported in rows of their own.
+   */
+  warmupRounds?: number;
   /** Sequential 1 KB GETs timed per pair and round (after a quarter as many untimed). Default 2000. */
   requests?: number;
   /** GETs per rate measurement. Default 4000. */
@@ -303,6 +309,8 @@ export interface HttpGoBenchOptions {
 
 const IN_FLIGHT = [1, 16, 64] as const;
 const MEASURES = ["1 KB GET p50 (µs)", "1 KB GET p99 (µs)", ...IN_FLIGHT.map((c) => `req/s, ${c} in flight`), "1 MiB POST echo (ms)"];
+/** The GET's p50 and p99 in the first warm-up round (fresh processes), in rows of their own. */
+const COLD_MEASURES = ["1 KB GET p50 (µs), first warm-up round", "1 KB GET p99 (µs), first warm-up round"];
 /** Higher is better for these; lower for the others. */
 const HIGHER_BETTER = new Set(IN_FLIGHT.map((c) => `req/s, ${c} in flight`));
 
@@ -328,6 +336,7 @@ const PAIRS = ["Go ↔ Go", "Go client → our device", "our client → Go devic
  */
 export async function benchHttpGo(options: HttpGoBenchOptions = {}): Promise<Array<Record<string, string | number>>> {
   const rounds = options.rounds ?? 5;
+  const warmupRounds = options.warmupRounds ?? 3;
   const requests = options.requests ?? 2000;
   const rateRequests = options.rateRequests ?? 4000;
   const posts = options.posts ?? 5;
@@ -367,24 +376,31 @@ export async function benchHttpGo(options: HttpGoBenchOptions = {}): Promise<Arr
     }
 
     const values = new Map<string, number[][]>(MEASURES.map((m) => [m, pairs.map(() => [])]));
-    for (let round = 0; round < rounds; round++) {
+    /** The first warm-up round's GET p50 and p99 per pair. */
+    const cold = new Map<string, number[][]>(COLD_MEASURES.map((m) => [m, pairs.map(() => [])]));
+    for (let round = -warmupRounds; round < rounds; round++) {
+      const which = round < 0 ? `warm-up round ${round + warmupRounds + 1}/${warmupRounds}` : `round ${round + 1}/${rounds}`;
+      const into = round >= 0 ? values : round === -warmupRounds ? cold : undefined;
       // Rotate the order each round so no pair always runs first (warm caches, a quiet machine).
       for (let k = 0; k < pairs.length; k++) {
-        const index = (k + round) % pairs.length;
+        const index = (k + round + warmupRounds) % pairs.length;
         const { name, client } = pairs[index]!;
-        log(`http bench (Go column): round ${round + 1}/${rounds}, ${name}`);
+        log(`http bench (Go column): ${which}, ${name}`);
         await client.latency(Math.max(1, Math.floor(requests / 4)));
         const { p50, p99 } = await client.latency(requests);
-        values.get(MEASURES[0]!)![index]!.push(p50);
-        values.get(MEASURES[1]!)![index]!.push(p99);
-        for (const inFlight of IN_FLIGHT) values.get(`req/s, ${inFlight} in flight`)![index]!.push(await client.rate(rateRequests, inFlight));
-        values.get(MEASURES.at(-1)!)![index]!.push(await client.post(posts));
+        log(`http bench (Go column): ${which}, ${name}: GET p50 ${Math.round(p50)} µs, p99 ${Math.round(p99)} µs`);
+        const figures = [p50, p99];
+        for (const inFlight of IN_FLIGHT) figures.push(await client.rate(rateRequests, inFlight));
+        figures.push(await client.post(posts));
+        if (into === values) MEASURES.forEach((measure, m) => values.get(measure)![index]!.push(figures[m]!));
+        if (into === cold) COLD_MEASURES.forEach((measure, m) => cold.get(measure)![index]!.push(figures[m]!));
       }
     }
     for (const pair of pairs) await pair.client.close();
 
-    return MEASURES.map((measure) => {
-      const perPair = values.get(measure)!;
+    const all = new Map([...values, ...(warmupRounds > 0 ? cold : [])]);
+    return [...all.keys()].map((measure) => {
+      const perPair = all.get(measure)!;
       const row: Record<string, string | number> = { measure };
       pairs.forEach((pair, i) => (row[pair.name] = round3(median(perPair[i]!))));
       // ours / Go: for times, ours divided by Go's; for rates, Go's divided by ours (so > 1 is always worse).
@@ -585,5 +601,5 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     "\nReverse HTTP side by side with Go rhttp (test/go/rhttp), client and device in separate processes; " +
       "values are medians over rounds, ratios the median of per-round ratios (> 1: ours is slower)\n",
   );
-  printTable(await benchHttpGo(smoke ? { rounds: 2, requests: 40, rateRequests: 128, posts: 1 } : {}));
+  printTable(await benchHttpGo(smoke ? { rounds: 2, warmupRounds: 1, requests: 40, rateRequests: 128, posts: 1 } : {}));
 }

@@ -24,6 +24,11 @@ const nodePeer = fileURLToPath(new URL("./peer.ts", import.meta.url));
 export interface StreamsOptions {
   /** Rounds; every figure is a median over them. Default 9. */
   rounds?: number;
+  /**
+   * Untimed rounds of the same work before the timed ones, every pair. Default 2. V8 compiles wslis's
+   * code while it runs; Go is compiled ahead of time. The first warm-up round is reported apart.
+   */
+  warmupRounds?: number;
   /** Sequential new-stream exchanges per round, for p50/p99. Default 2000. */
   rrOps?: number;
   /** Exchanges per round with 64 in flight, for ops/s. Default 5000. */
@@ -110,6 +115,9 @@ async function start(pair: Pair, goBinary: string, maxStreams: number): Promise<
 
 async function measure(running: Running, options: Required<Omit<StreamsOptions, "log">>): Promise<Sample> {
   const { server, device } = running;
+  // Untimed first, as the reverse-HTTP bench does: the round's other scenarios (10,000 streams opened and
+  // released, bulk) leave garbage and cold code behind that the first exchanges after them meet.
+  await command(server, `rr ${Math.ceil(options.rrOps / 4)} 1`);
   const latency = await command(server, `rr ${options.rrOps} 1`);
   const rate = await command(server, `rr ${options.rrConcurrentOps} 64`);
 
@@ -147,6 +155,7 @@ async function measure(running: Running, options: Required<Omit<StreamsOptions, 
 export async function benchStreams(options: StreamsOptions = {}): Promise<StreamsResult> {
   const settings = {
     rounds: options.rounds ?? 9,
+    warmupRounds: options.warmupRounds ?? 2,
     rrOps: options.rrOps ?? 2000,
     rrConcurrentOps: options.rrConcurrentOps ?? 5000,
     bulkStreams: options.bulkStreams ?? 64,
@@ -168,13 +177,16 @@ export async function benchStreams(options: StreamsOptions = {}): Promise<Stream
       log(`streams: ${pair.name} connected`);
     }
     const samples: Sample[][] = PAIRS.map(() => []);
-    for (let r = 0; r < settings.rounds; r++) {
+    const cold: Sample[] = [];
+    for (let r = -settings.warmupRounds; r < settings.rounds; r++) {
       const order = r % 2 === 0 ? [...PAIRS.keys()] : [...PAIRS.keys()].reverse();
       for (const k of order) {
         const sample = await measure(running[k]!, settings);
-        samples[k]!.push(sample);
+        if (r >= 0) samples[k]!.push(sample);
+        else if (r === -settings.warmupRounds) cold[k] = sample;
+        const which = r < 0 ? `warm-up round ${r + settings.warmupRounds + 1}/${settings.warmupRounds}` : `round ${r + 1}/${settings.rounds}`;
         log(
-          `streams: round ${r + 1}/${settings.rounds} ${PAIRS[k]!.name}: p50 ${round(sample.p50Us)} µs, ` +
+          `streams: ${which} ${PAIRS[k]!.name}: p50 ${round(sample.p50Us)} µs, ` +
             `p99 ${round(sample.p99Us)} µs, ${round(sample.opsPerSec)} ops/s at 64, bulk ${round(sample.bulkMBps)} MB/s ` +
             `(${round(sample.bulkCpuMsPerGB)} CPU ms/GB), one stream ${round(sample.singleMBps)} MB/s, ` +
             `${settings.holdStreams} streams open in ${round(sample.openMs)} ms, ` +
@@ -182,7 +194,7 @@ export async function benchStreams(options: StreamsOptions = {}): Promise<Stream
         );
       }
     }
-    return report(samples, settings);
+    return report(samples, cold, settings);
   } finally {
     for (const { server, device } of running) {
       await device.stop();
@@ -191,7 +203,7 @@ export async function benchStreams(options: StreamsOptions = {}): Promise<Stream
   }
 }
 
-function report(samples: Sample[][], settings: Required<Omit<StreamsOptions, "log">>): StreamsResult {
+function report(samples: Sample[][], cold: Sample[], settings: Required<Omit<StreamsOptions, "log">>): StreamsResult {
   const value = (k: number, key: keyof Sample) => median(samples[k]!.map((s) => s[key]));
   /** Median over rounds of pair k's figure divided by Go ↔ Go's in the same round. */
   const vsGo = (k: number, key: keyof Sample) => median(samples[k]!.map((s, r) => s[key] / samples[GO_GO]![r]![key]));
@@ -207,8 +219,11 @@ function report(samples: Sample[][], settings: Required<Omit<StreamsOptions, "lo
   const kb = (n: number) => (n / 1024).toFixed(1);
   const MB = (n: number) => round(n);
   const method =
-    `Median of ${settings.rounds} rounds; "× Go" is the median of per-round ratios against Go ↔ Go, measured in the same round. ` +
+    `Median of ${settings.rounds} rounds, after ${settings.warmupRounds} untimed rounds of the same work; "× Go" is the median of per-round ratios against Go ↔ Go, measured in the same round. ` +
     "Server and device are separate processes on 127.0.0.1.";
+  /** The first warm-up round (fresh processes: V8 has not compiled our code yet), for the notes. */
+  const coldly = (key: keyof Sample, format: (n: number) => string) =>
+    cold.length === 0 ? "" : ` First warm-up round (fresh processes): ${PAIRS.map((pair, k) => `${pair.name} ${format(cold[k]![key])}`).join(", ")}.`;
   const mib = (n: number) => `${n / MiB} MiB`;
   const tables = [
     {
@@ -218,7 +233,10 @@ function report(samples: Sample[][], settings: Required<Omit<StreamsOptions, "lo
         ["p99 µs", "p99Us", round],
         ["ops/s at 64 in flight", "opsPerSec", round],
       ]),
-      note: `${method} p50/p99 over ${settings.rrOps} sequential exchanges, ops/s over ${settings.rrConcurrentOps} with 64 in flight.`,
+      note:
+        `${method} p50/p99 over ${settings.rrOps} sequential exchanges (after ${Math.ceil(settings.rrOps / 4)} untimed ones), ops/s over ${settings.rrConcurrentOps} with 64 in flight.` +
+        coldly("p50Us", (n) => `p50 ${round(n)} µs`) +
+        coldly("p99Us", (n) => `p99 ${round(n)} µs`),
     },
     {
       title: `${settings.bulkStreams} streams × ${mib(settings.bulkBytes)} at once, server → device, and one stream of ${mib(settings.singleBytes)}`,

@@ -12,6 +12,7 @@ import { benchStreams } from "../bench/streams.js";
 test("every pair of bench peers (wslis and Go, both roles) runs every scenario", { timeout: 240_000 }, async () => {
   const result = await benchStreams({
     rounds: 1,
+    warmupRounds: 1,
     rrOps: 10,
     rrConcurrentOps: 64,
     bulkStreams: 3,
@@ -20,6 +21,7 @@ test("every pair of bench peers (wslis and Go, both roles) runs every scenario",
     holdStreams: 50,
   });
   assert.equal(result.tables.length, 3);
+  assert.match(result.tables[0]!.note, /First warm-up round \(fresh processes\): wslis ↔ wslis p50 \d+ µs, Go ↔ Go p50 \d+ µs/);
   for (const table of result.tables) {
     assert.deepEqual(
       table.rows.map((row) => row.pair),
