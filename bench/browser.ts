@@ -37,6 +37,12 @@ export interface BrowserOptions {
   bytes?: number;
   /** Sequential round trips per round and kind, for the p50s. Default 1000. */
   roundTrips?: number;
+  /**
+   * Untimed rounds of the same work first. Default 2. V8 compiles the page's and the server's code while
+   * they run (the raw socket's few lines warm at once), and Chromium's network service moves large
+   * messages slowly at first. The first warm-up round is reported apart, in the note.
+   */
+  warmupRounds?: number;
   log?: (line: string) => void;
 }
 
@@ -264,6 +270,7 @@ export async function benchBrowser(options: BrowserOptions = {}): Promise<Browse
   const rounds = options.rounds ?? 5;
   const bytes = options.bytes ?? 100 * MiB;
   const roundTrips = options.roundTrips ?? 1000;
+  const warmupRounds = options.warmupRounds ?? 2;
   const log = options.log ?? (() => {});
   const rig = await startRig(log);
   try {
@@ -286,8 +293,11 @@ export async function benchBrowser(options: BrowserOptions = {}): Promise<Browse
       "stream rtt": { wslis: [], raw: [] },
       fetch: { wslis: [], raw: [] },
     };
-    for (let r = 0; r < rounds; r++) {
+    /** The first warm-up round's figures, wslis then raw ws. */
+    const cold: Partial<Record<Kind, [number, number]>> = {};
+    for (let r = -warmupRounds; r < rounds; r++) {
       const forwards = r % 2 === 0;
+      const timed = r >= 0;
       const pairs: Array<[Kind, () => Promise<number>, () => Promise<number>]> = [
         ["down", async () => bytes / 1e6 / (await seconds(() => downloadWslis(rig, bytes))), async () => bytes / 1e6 / (await seconds(() => downloadRaw(rig, bytes)))],
         ["up", async () => bytes / 1e6 / (await seconds(() => uploadWslis(rig, bytes))), async () => bytes / 1e6 / (await seconds(() => uploadRaw(rig, bytes)))],
@@ -295,14 +305,21 @@ export async function benchBrowser(options: BrowserOptions = {}): Promise<Browse
         ["stream rtt", () => p50(roundTrips, () => roundTripStream(rig)), () => p50(roundTrips, () => roundTripRaw(rig))],
       ];
       for (const [kind, ours, raw] of pairs) {
+        let wslis: number;
+        let rawWs: number;
         if (forwards) {
-          results[kind].wslis.push(await ours());
-          results[kind].raw.push(await raw());
+          wslis = await ours();
+          rawWs = await raw();
         } else {
-          results[kind].raw.push(await raw());
-          results[kind].wslis.push(await ours());
+          rawWs = await raw();
+          wslis = await ours();
         }
-        log(`browser: round ${r + 1}/${rounds} ${kind}: wslis ${round(results[kind].wslis.at(-1)!)}, raw ws ${round(results[kind].raw.at(-1)!)}`);
+        if (timed) {
+          results[kind].wslis.push(wslis);
+          results[kind].raw.push(rawWs);
+        } else if (r === -warmupRounds) cold[kind] = [wslis, rawWs];
+        const which = timed ? `round ${r + 1}/${rounds}` : `warm-up round ${r + warmupRounds + 1}/${warmupRounds}`;
+        log(`browser: ${which} ${kind}: wslis ${round(wslis)}, raw ws ${round(rawWs)}`);
       }
     }
     const perRound = (kind: Kind) => median(results[kind].wslis.map((value, i) => value / results[kind].raw[i]!));
@@ -316,7 +333,12 @@ export async function benchBrowser(options: BrowserOptions = {}): Promise<Browse
     const note =
       `Chromium, one page, the built dist/wslis.js, driven over the bare DevTools protocol (no Network domain: it copies every WebSocket message into an event); Node server on 127.0.0.1. Median of ${rounds} rounds; ratios are medians of ` +
       `per-round ratios, wslis and raw ws back to back in alternating order. MB = 10^6 bytes; 64 KiB writes both ways; ` +
-      `the raw page upload waits while more than 4 MiB is buffered. Round trips: p50 of ${roundTrips} sequential ones.`;
+      `the raw page upload waits while more than 4 MiB is buffered. Round trips: p50 of ${roundTrips} sequential ones. ` +
+      `Timed rounds follow ${warmupRounds} untimed rounds of the same work` +
+      (cold.fetch
+        ? `; the first of them (a fresh page) measured, wslis / raw ws: download ${ratio(cold.down![0] / cold.down![1])}, upload ${ratio(cold.up![0] / cold.up![1])}, ` +
+          `GET ${round(cold.fetch[0])} / ${round(cold.fetch[1])} µs, new stream ${round(cold["stream rtt"]![0])} / ${round(cold["stream rtt"]![1])} µs.`
+        : ".");
     const targets: Target[] = [
       { measure: "Chromium download vs raw WebSocket", measured: perRound("down"), bound: 0.9, better: "higher" },
       { measure: "Chromium upload vs raw WebSocket", measured: perRound("up"), bound: 0.9, better: "higher" },
