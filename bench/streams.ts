@@ -9,8 +9,10 @@
  *  (b) 64 streams × 4 MiB at once, server → device: aggregate MB/s and CPU per GB (both processes);
  *  (c) one stream of 64 MiB, server → device (the row that matters: our server → Go device);
  *  (d) 10,000 streams held open on one session: time to open them all (one byte each way on each) and
- *      memory per open stream on both ends (after a full GC, with the streams open, minus before).
- * Every figure against Go is the median, over rounds, of the ratio measured within the round.
+ *      memory per open stream on both ends (after a full GC, with the streams open, minus before), in
+ *      rounds of their own after (a)-(c), followed by 2,000 exchanges as in (a), whose p99 is reported apart.
+ * Each phase runs untimed warm-up rounds of the same work first. Every figure against Go is the median,
+ * over rounds, of the ratio measured within the round.
  */
 
 import { fileURLToPath } from "node:url";
@@ -77,7 +79,13 @@ interface Sample {
   openMs: number;
   serverBytesPerStream: number;
   deviceBytesPerStream: number;
+  /** p99 of the sequential new-stream exchanges right after the 10,000 streams were released. */
+  p99AfterHoldUs: number;
 }
+
+/** The figures of the first phase (exchanges and bulk), and of the second (10,000 streams). */
+type FlowSample = Pick<Sample, "p50Us" | "p99Us" | "opsPerSec" | "bulkMBps" | "bulkCpuMsPerGB" | "singleMBps">;
+type HoldSample = Pick<Sample, "openMs" | "serverBytesPerStream" | "deviceBytesPerStream" | "p99AfterHoldUs">;
 
 export interface StreamsResult {
   /** Per scenario: a heading and its rows. */
@@ -113,10 +121,10 @@ async function start(pair: Pair, goBinary: string, maxStreams: number): Promise<
   }
 }
 
-async function measure(running: Running, options: Required<Omit<StreamsOptions, "log">>): Promise<Sample> {
+async function measureFlow(running: Running, options: Required<Omit<StreamsOptions, "log">>): Promise<FlowSample> {
   const { server, device } = running;
-  // Untimed first, as the reverse-HTTP bench does: the round's other scenarios (10,000 streams opened and
-  // released, bulk) leave garbage and cold code behind that the first exchanges after them meet.
+  // Untimed first, as the reverse-HTTP bench does: the previous scenarios leave garbage and cold code
+  // behind that the first exchanges after them meet.
   await command(server, `rr ${Math.ceil(options.rrOps / 4)} 1`);
   const latency = await command(server, `rr ${options.rrOps} 1`);
   const rate = await command(server, `rr ${options.rrConcurrentOps} 64`);
@@ -127,14 +135,6 @@ async function measure(running: Running, options: Required<Omit<StreamsOptions, 
   const bulkBytes = options.bulkStreams * options.bulkBytes;
 
   const single = await command(server, `bulk 1 ${options.singleBytes}`);
-
-  const serverBefore = (await command(server, "stats")).memBytes!;
-  const deviceBefore = (await command(device, "stats")).memBytes!;
-  const hold = await command(server, `hold ${options.holdStreams}`);
-  const serverHeld = (await command(server, "stats")).memBytes!;
-  const deviceHeld = (await command(device, "stats")).memBytes!;
-  await command(server, "release");
-
   return {
     p50Us: latency.p50Us!,
     p99Us: latency.p99Us!,
@@ -142,9 +142,28 @@ async function measure(running: Running, options: Required<Omit<StreamsOptions, 
     bulkMBps: bulkBytes / bulk.elapsedUs!,
     bulkCpuMsPerGB: (cpuAfter - cpuBefore) / 1e3 / (bulkBytes / 1e9),
     singleMBps: options.singleBytes / single.elapsedUs!,
+  };
+}
+
+/**
+ * The 10,000 streams, in rounds of their own after the others: releasing them leaves our server's
+ * young-generation collections slow for the next couple of thousand exchanges (Node 20's web streams),
+ * which the exchanges measured after them would carry. What those exchanges meet is measured here, apart.
+ */
+async function measureHold(running: Running, options: Required<Omit<StreamsOptions, "log">>): Promise<HoldSample> {
+  const { server, device } = running;
+  const serverBefore = (await command(server, "stats")).memBytes!;
+  const deviceBefore = (await command(device, "stats")).memBytes!;
+  const hold = await command(server, `hold ${options.holdStreams}`);
+  const serverHeld = (await command(server, "stats")).memBytes!;
+  const deviceHeld = (await command(device, "stats")).memBytes!;
+  await command(server, "release");
+  const after = await command(server, `rr ${options.rrOps} 1`);
+  return {
     openMs: hold.openUs! / 1e3,
     serverBytesPerStream: (serverHeld - serverBefore) / options.holdStreams,
     deviceBytesPerStream: (deviceHeld - deviceBefore) / options.holdStreams,
+    p99AfterHoldUs: after.p99Us!,
   };
 }
 
@@ -176,24 +195,39 @@ export async function benchStreams(options: StreamsOptions = {}): Promise<Stream
       await command(running.at(-1)!.server, `bulk 4 ${Math.min(settings.bulkBytes, MiB)}`);
       log(`streams: ${pair.name} connected`);
     }
-    const samples: Sample[][] = PAIRS.map(() => []);
-    const cold: Sample[] = [];
-    for (let r = -settings.warmupRounds; r < settings.rounds; r++) {
-      const order = r % 2 === 0 ? [...PAIRS.keys()] : [...PAIRS.keys()].reverse();
-      for (const k of order) {
-        const sample = await measure(running[k]!, settings);
-        if (r >= 0) samples[k]!.push(sample);
-        else if (r === -settings.warmupRounds) cold[k] = sample;
-        const which = r < 0 ? `warm-up round ${r + settings.warmupRounds + 1}/${settings.warmupRounds}` : `round ${r + 1}/${settings.rounds}`;
-        log(
-          `streams: ${which} ${PAIRS[k]!.name}: p50 ${round(sample.p50Us)} µs, ` +
-            `p99 ${round(sample.p99Us)} µs, ${round(sample.opsPerSec)} ops/s at 64, bulk ${round(sample.bulkMBps)} MB/s ` +
-            `(${round(sample.bulkCpuMsPerGB)} CPU ms/GB), one stream ${round(sample.singleMBps)} MB/s, ` +
-            `${settings.holdStreams} streams open in ${round(sample.openMs)} ms, ` +
-            `${round(sample.serverBytesPerStream)} / ${round(sample.deviceBytesPerStream)} B per stream (server / device)`,
-        );
+    // Two phases, each in rounds (pairs in alternating order) after untimed warm-up rounds of its own.
+    const phase = async <T>(name: string, run: (running: Running) => Promise<T>, describe: (sample: T) => string) => {
+      const timed: T[][] = PAIRS.map(() => []);
+      const first: T[] = [];
+      for (let r = -settings.warmupRounds; r < settings.rounds; r++) {
+        const order = r % 2 === 0 ? [...PAIRS.keys()] : [...PAIRS.keys()].reverse();
+        for (const k of order) {
+          const sample = await run(running[k]!);
+          if (r >= 0) timed[k]!.push(sample);
+          else if (r === -settings.warmupRounds) first[k] = sample;
+          const which = r < 0 ? `warm-up round ${r + settings.warmupRounds + 1}/${settings.warmupRounds}` : `round ${r + 1}/${settings.rounds}`;
+          log(`streams (${name}): ${which} ${PAIRS[k]!.name}: ${describe(sample)}`);
+        }
       }
-    }
+      return { timed, first };
+    };
+    const flow = await phase(
+      "exchanges, bulk",
+      (running) => measureFlow(running, settings),
+      (sample) =>
+        `p50 ${round(sample.p50Us)} µs, p99 ${round(sample.p99Us)} µs, ${round(sample.opsPerSec)} ops/s at 64, ` +
+        `bulk ${round(sample.bulkMBps)} MB/s (${round(sample.bulkCpuMsPerGB)} CPU ms/GB), one stream ${round(sample.singleMBps)} MB/s`,
+    );
+    const held = await phase(
+      `${settings.holdStreams} streams`,
+      (running) => measureHold(running, settings),
+      (sample) =>
+        `${settings.holdStreams} streams open in ${round(sample.openMs)} ms, ` +
+        `${round(sample.serverBytesPerStream)} / ${round(sample.deviceBytesPerStream)} B per stream (server / device), ` +
+        `then p99 ${round(sample.p99AfterHoldUs)} µs`,
+    );
+    const samples: Sample[][] = flow.timed.map((rounds, k) => rounds.map((sample, r) => ({ ...sample, ...held.timed[k]![r]! })));
+    const cold: Sample[] = flow.first.map((sample, k) => ({ ...sample, ...held.first[k]! }));
     return report(samples, cold, settings);
   } finally {
     for (const { server, device } of running) {
@@ -236,7 +270,9 @@ function report(samples: Sample[][], cold: Sample[], settings: Required<Omit<Str
       note:
         `${method} p50/p99 over ${settings.rrOps} sequential exchanges (after ${Math.ceil(settings.rrOps / 4)} untimed ones), ops/s over ${settings.rrConcurrentOps} with 64 in flight.` +
         coldly("p50Us", (n) => `p50 ${round(n)} µs`) +
-        coldly("p99Us", (n) => `p99 ${round(n)} µs`),
+        coldly("p99Us", (n) => `p99 ${round(n)} µs`) +
+        ` Right after ${settings.holdStreams.toLocaleString("en")} streams were released (the last table's rounds), p99 of the next ${settings.rrOps} exchanges: ` +
+        `${PAIRS.map((pair, k) => `${pair.name} ${round(value(k, "p99AfterHoldUs"))} µs`).join(", ")}.`,
     },
     {
       title: `${settings.bulkStreams} streams × ${mib(settings.bulkBytes)} at once, server → device, and one stream of ${mib(settings.singleBytes)}`,
@@ -255,7 +291,7 @@ function report(samples: Sample[][], cold: Sample[], settings: Required<Omit<Str
         ["device KiB per stream", "deviceBytesPerStream", kb],
       ]),
       note:
-        `${method} Open: from the first open until every stream carried one byte each way. Memory: after a full GC with the ` +
+        `${method} These rounds run after every round of the tables above. Open: from the first open until every stream carried one byte each way. Memory: after a full GC with the ` +
         "streams open, minus before; Node: heap used + external (ArrayBuffers included); Go: heap in use + goroutine stacks " +
         "(the Go device keeps one goroutine per stream, as a Go wslis handler does). wslis runs with `session.maxStreams` " +
         "raised above the count (default 4096); hashicorp/yamux has no such bound.",

@@ -22,6 +22,7 @@ test("every pair of bench peers (wslis and Go, both roles) runs every scenario",
   });
   assert.equal(result.tables.length, 3);
   assert.match(result.tables[0]!.note, /First warm-up round \(fresh processes\): wslis ↔ wslis p50 \d+ µs, Go ↔ Go p50 \d+ µs/);
+  assert.match(result.tables[0]!.note, /Right after 50 streams were released .*: wslis ↔ wslis \d+ µs, Go ↔ Go \d+ µs/);
   for (const table of result.tables) {
     assert.deepEqual(
       table.rows.map((row) => row.pair),
