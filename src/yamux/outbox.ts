@@ -5,8 +5,9 @@
  * message, or one per {@link CUT_AFTER_DATA_FRAMES} Data frames (a peer with many calls in flight starts
  * on the first ones): frames are copied into reused buffers (see {@link BufferPool}), a stream's
  * consecutive Data frames become one frame, a stream's window credits in one message become one
- * WindowUpdate, and control frames ride in the same messages as data. A message holds at most {@link MAX_MESSAGE_BYTES} and
- * {@link MAX_MESSAGE_FRAMES}: the receiver's limits are derived from the same constants.
+ * WindowUpdate, and control frames ride in the same messages as data. A message holds at most
+ * {@link MAX_MESSAGE_BYTES} and {@link MAX_MESSAGE_FRAMES}: the receiver's limits are derived from the
+ * same constants.
  *
  * What a peer can make us send (pongs, RSTs for refused streams) is budgeted: pings are answered with one
  * pong for the latest ping id of a burst (the spec only asks that a ping be answered), and while the
