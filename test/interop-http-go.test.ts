@@ -154,6 +154,14 @@ describe("Node dialer.fetch → Go device running http.Serve", () => {
     assert.equal(sha256Hex(new Uint8Array(await res.arrayBuffer())), sha256Hex(data));
   });
 
+  test("64 fetches at once, each answered with its own body (requests leave in messages of several frames)", async () => {
+    const bodies = Array.from({ length: 64 }, (_, i) => new Uint8Array(randomBytes(1000 + i * 37)));
+    const echoed = await Promise.all(
+      bodies.map(async (body) => new Uint8Array(await (await dialer.fetch("http://kiosk/echo", { method: "POST", body })).arrayBuffer())),
+    );
+    echoed.forEach((got, i) => assert.equal(sha256Hex(got), sha256Hex(bodies[i]!), `fetch ${i}`));
+  });
+
   test("a flushed response arrives incrementally", async () => {
     const res = await dialer.fetch("http://kiosk/stream");
     const reader = res.body!.getReader();
