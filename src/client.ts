@@ -24,7 +24,7 @@ import {
 import { systemClock, type Clock } from "./yamux/clock.js";
 import { maxIncomingMessageBytes } from "./yamux/outbox.js";
 import type { TypedEventTarget } from "./events.js";
-import { Session, sessionSettings, type SessionOptions, type Transport } from "./yamux/session.js";
+import { Session, interruptAccepts, sessionSettings, type SessionOptions, type Transport } from "./yamux/session.js";
 import type { Conn } from "./yamux/stream.js";
 import { enqueue, rejectAll, type Waiter } from "./waiters.js";
 
@@ -189,8 +189,6 @@ class DeviceListener extends EventTarget implements Listener {
   readonly #platform: Platform;
   readonly #reconnect: Required<ReconnectOptions> | undefined;
   #session: Session | undefined;
-  /** Aborted when the current session is lost, so accept() moves on to the next one. */
-  #sessionLost = new AbortController();
   readonly #sessionWaiters: Waiter<Session>[] = [];
   #closeReason: Error | undefined;
   #resolveClosed!: (reason: Error) => void;
@@ -244,14 +242,16 @@ class DeviceListener extends EventTarget implements Listener {
       signal?.throwIfAborted();
       if (this.#closeReason) throw new ListenerClosedError({ cause: this.#closeReason });
       const session = this.#session ?? (await enqueue(this.#sessionWaiters, signal));
-      const lost = this.#sessionLost.signal;
+      // Lost while this call waited for it: the next one.
+      if (session !== this.#session) continue;
       try {
-        return await session.accept({ signal: signal ? AbortSignal.any([signal, lost]) : lost });
+        // When the session is lost (GoAway), #lost fails the accepts waiting on it (interruptAccepts).
+        return await session.accept(signal ? { signal } : {});
       } catch (error) {
         if (signal?.aborted) throw error;
         if (this.#closeReason) throw new ListenerClosedError({ cause: this.#closeReason });
         // The session died or is draining: wait for the next one.
-        if (!lost.aborted && session.closeReason === undefined) throw error;
+        if (this.#session === session && session.closeReason === undefined) throw error;
       }
     }
   }
@@ -375,7 +375,6 @@ class DeviceListener extends EventTarget implements Listener {
     const connectedAt = this.#clock.now();
     this.#enter("connected");
     this.#session = session;
-    this.#sessionLost = new AbortController();
     for (const waiter of this.#sessionWaiters.splice(0)) waiter.resolve(session);
     this.#emit("connect", { attempt: this.#attempt });
     // A server that drains sends GoAway: dial a new session now, let this one finish its streams.
@@ -394,10 +393,10 @@ class DeviceListener extends EventTarget implements Listener {
       return;
     }
     this.#session = undefined;
-    this.#sessionLost.abort();
-    if (this.#closeReason) return;
     // A GoAway comes before the close: the server is draining this session (shutdown, or closing us).
     const reason = session.closeReason ?? new RemoteGoAwayError();
+    interruptAccepts(session, reason);
+    if (this.#closeReason) return;
     if (this.#reconnect && this.#clock.now() - connectedAt >= this.#reconnect.stableAfter) this.#attempt = 0;
     const retryIn = this.#retryDelay(reason);
     if (retryIn !== undefined) this.#enter("backing-off");

@@ -156,6 +156,36 @@ describe("Listener across reconnects", () => {
     assert.deepEqual(events, ["disconnect:ERR_REMOTE_GOAWAY", "connect"]);
   });
 
+  test("GoAway without a close: a waiting accept moves to the new session while the old one drains", async () => {
+    const { server, url } = await startServer(() => {});
+    cleanup.push(() => server.close());
+    // A new id per connection, so the server does not close the first session as replaced by the second.
+    let connects = 0;
+    const listener = await dialAndListen(url, { params: () => ({ deviceId: `g${++connects}` }), reconnect: { initialDelay: 5, maxDelay: 20 } });
+    cleanup.push(() => listener.close());
+    await until(() => server.devices.has("g1"), 2000, "device");
+    const first = server.devices.get("g1")!;
+    const accepting = listener.accept();
+    const old = await first.dial();
+    const oldConn = await accepting;
+    const pendingAccept = listener.accept(); // waits on the first session
+    first.session.goAway(); // the server drains that session: no new streams on it, the connection stays
+    await until(() => server.devices.has("g2"), 3000, "the device's new session");
+    const second: Dialer = server.devices.get("g2")!;
+    assert.equal(first.session.closeReason, undefined, "the first session is still open, draining");
+    const conn = await second.dial();
+    const writer = conn.writable.getWriter();
+    await writer.write(new TextEncoder().encode("on the new session"));
+    await writer.close();
+    const accepted = await within(pendingAccept, 2000, "the waiting accept, on the new session");
+    assert.equal(new TextDecoder().decode(await readAll(accepted.readable)), "on the new session");
+    // The stream of the draining session still carries bytes both ways.
+    const oldWriter = old.writable.getWriter();
+    await oldWriter.write(new TextEncoder().encode("still here"));
+    await oldWriter.close();
+    assert.equal(new TextDecoder().decode(await within(readAll(oldConn.readable), 2000)), "still here");
+  });
+
   test("close(): a pending accept rejects with ERR_LISTENER_CLOSED and for-await ends", async () => {
     const { server, url } = await startServer(() => {});
     cleanup.push(() => server.close());

@@ -206,11 +206,22 @@ interface PendingPing extends Waiter<number> {
 }
 
 /**
+ * @internal Fails the `accept()` calls waiting on `session` with `reason`, leaving the session as it is:
+ * the device's listener moves them to its next session when this one is going away (GoAway), without an
+ * abort listener per waiting accept.
+ */
+export let interruptAccepts: (session: Session, reason: Error) => void;
+
+/**
  * A yamux session. Events (it is an EventTarget): `goaway` when the peer sent GoAway (no new streams),
  * `close` when the session ended (see {@link Session.closeReason}), `rtt` (a CustomEvent whose detail is
  * a ping's round-trip time in ms) for every ping answered, keepalives included.
  */
 export class Session extends EventTarget {
+  static {
+    interruptAccepts = (session, reason) => rejectAll(session.#acceptWaiters, reason);
+  }
+
   readonly role: "client" | "server";
   readonly maxFrameSize: number;
   /** Resolves with the reason once the session has ended. Never rejects. */
