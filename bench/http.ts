@@ -380,7 +380,8 @@ export async function benchHttpGo(options: HttpGoBenchOptions = {}): Promise<Arr
     const cold = new Map<string, number[][]>(COLD_MEASURES.map((m) => [m, pairs.map(() => [])]));
     for (let round = -warmupRounds; round < rounds; round++) {
       const which = round < 0 ? `warm-up round ${round + warmupRounds + 1}/${warmupRounds}` : `round ${round + 1}/${rounds}`;
-      const into = round >= 0 ? values : round === -warmupRounds ? cold : undefined;
+      // Timed rounds fill `values`; the first warm-up round fills `cold` (its first two measures); the others nothing.
+      const [into, measures] = round >= 0 ? [values, MEASURES] : round === -warmupRounds ? [cold, COLD_MEASURES] : [undefined, []];
       // Rotate the order each round so no pair always runs first (warm caches, a quiet machine).
       for (let k = 0; k < pairs.length; k++) {
         const index = (k + round + warmupRounds) % pairs.length;
@@ -392,8 +393,7 @@ export async function benchHttpGo(options: HttpGoBenchOptions = {}): Promise<Arr
         const figures = [p50, p99];
         for (const inFlight of IN_FLIGHT) figures.push(await client.rate(rateRequests, inFlight));
         figures.push(await client.post(posts));
-        if (into === values) MEASURES.forEach((measure, m) => values.get(measure)![index]!.push(figures[m]!));
-        if (into === cold) COLD_MEASURES.forEach((measure, m) => cold.get(measure)![index]!.push(figures[m]!));
+        measures.forEach((measure, m) => into!.get(measure)![index]!.push(figures[m]!));
       }
     }
     for (const pair of pairs) await pair.client.close();
