@@ -24,6 +24,9 @@ import type { BufferPool } from "./pool.js";
  */
 export const MAX_MESSAGE_BYTES = 1024 * 1024;
 
+/** Smallest message size a transport may ask for (`Transport.maxMessageBytes`), in bytes. */
+export const MIN_MESSAGE_BYTES = 4096;
+
 /** Most frames this side puts in one WebSocket message; the default receive budget is the same number. */
 export const MAX_MESSAGE_FRAMES = 4096;
 

@@ -30,7 +30,7 @@ import {
   type Frame,
   type FrameHeader,
 } from "./frame.js";
-import { MAX_MESSAGE_BYTES, MAX_MESSAGE_FRAMES, Outbox } from "./outbox.js";
+import { MAX_MESSAGE_BYTES, MAX_MESSAGE_FRAMES, MIN_MESSAGE_BYTES, Outbox } from "./outbox.js";
 import { BufferPool } from "./pool.js";
 import { Stream, streamControl, type Conn, type StreamHost } from "./stream.js";
 import { WindowTuner } from "./tuner.js";
@@ -66,6 +66,12 @@ export interface Transport {
   resume?(): void;
   /** Allocates a message buffer (Node: `Buffer.allocUnsafe`). Default `new Uint8Array(size)`. */
   allocate?(size: number): Uint8Array;
+  /**
+   * Largest message to hand to `send`, in bytes: at most, and by default, {@link MAX_MESSAGE_BYTES}. The
+   * session's frames fit it (its `maxFrameSize` is at most this less a header). A browser's WebSocket
+   * sets 64 KiB: see `webSocketTransport`.
+   */
+  readonly maxMessageBytes?: number;
   /**
    * Bytes of sent messages whose `onSent` has not run yet above which `send` returns false. The session
    * keeps enough message buffers to cover them, so a steady writer allocates none. Default 1 MiB.
@@ -145,8 +151,9 @@ export interface SessionOptions {
   /**
    * Largest Data frame body on the wire, in bytes: writes are cut into frames of at most this, and a
    * stream's consecutive frames that leave in one message are joined up to it. At most, and by default,
-   * 1 MiB - 12 (one frame fills a message). yamux peers bound frames by the window, not by size; lower it
-   * for peers that cannot take large frames.
+   * a message less its header: 1 MiB - 12, and 64 KiB - 12 on a browser's WebSocket (see
+   * `webSocketTransport`). yamux peers bound frames by the window, not by size; lower it for peers that
+   * cannot take large frames.
    */
   maxFrameSize?: number;
   /**
@@ -298,7 +305,9 @@ export class Session extends EventTarget {
     this.#maxPendingReplies = settings.maxPendingReplies;
     this.#window = settings.streamWindow;
     this.#maxWindow = settings.maxStreamWindow;
-    this.maxFrameSize = settings.maxFrameSize;
+    // Frames fit the transport's messages (a browser's are smaller, see webSocketTransport).
+    const messageBytes = Math.max(Math.min(transport.maxMessageBytes ?? MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES), MIN_MESSAGE_BYTES);
+    this.maxFrameSize = Math.min(settings.maxFrameSize, messageBytes - HEADER_SIZE);
     this.#keepAliveInterval = settings.keepAliveInterval;
     this.#keepAliveTimeout = settings.keepAliveTimeout;
     this.#streamCloseTimeout = settings.streamCloseTimeout;
@@ -327,18 +336,18 @@ export class Session extends EventTarget {
     this.#outbox = new Outbox({
       sink: transport,
       pool: new BufferPool({
-        size: MAX_MESSAGE_BYTES,
+        size: messageBytes,
         // A steady writer has this many buffers out at once: the one being filled, the sent ones the
         // transport still holds (up to its high watermark), and the one whose send crossed it. One fewer
         // and every drain cycle dropped a buffer and allocated another: a 1 MiB buffer per 2 MiB sent,
         // which lived long enough to drive the sending process into a full GC every few MB (issue 10).
-        keep: Math.ceil((transport.highWaterMark ?? 1024 * 1024) / MAX_MESSAGE_BYTES) + 2,
+        keep: Math.ceil((transport.highWaterMark ?? 1024 * 1024) / messageBytes) + 2,
         allocate: transport.allocate?.bind(transport),
         clock: timers,
       }),
       defer: this.#defer,
       maxPendingReplies: settings.maxPendingReplies,
-      maxFrameSize: settings.maxFrameSize,
+      maxFrameSize: this.maxFrameSize,
       onDrain: () => resolveAll(this.#drainWaiters),
     });
     transport.start({
