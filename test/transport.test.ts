@@ -545,6 +545,12 @@ test("webSocketTransport, polled (browsers): messages of at most 64 KiB, so Chro
   assert.ok(polled.messages.length >= total / (64 * 1024), `${polled.messages.length} messages`);
   assert.deepEqual(readWire(polled.messages).bytes.get(stream.streamID), Buffer.from(sent));
   session.close();
+  // A transport's own figure is checked (a custom Transport may give any), and bounded by 1 MiB.
+  const sized = (maxMessageBytes: number) => new Session(webSocketTransport(new PacedSocket(1), { maxMessageBytes }), { role: "client", keepAliveInterval: 0, timers: new FakeClock() });
+  for (const bad of [Number.NaN, 1000.5, 100]) assert.throws(() => sized(bad), /maxMessageBytes must be an integer of at least 4096/);
+  const large = sized(4 * 1024 * 1024);
+  assert.equal(large.maxFrameSize, 1024 * 1024 - 12);
+  large.close();
 });
 
 test("over real ws: a server with maxStreamWindow 256 KiB and a Node device writing on 4 streams (no 1009)", async () => {

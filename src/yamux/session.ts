@@ -67,8 +67,8 @@ export interface Transport {
   /** Allocates a message buffer (Node: `Buffer.allocUnsafe`). Default `new Uint8Array(size)`. */
   allocate?(size: number): Uint8Array;
   /**
-   * Largest message to hand to `send`, in bytes: at most, and by default, {@link MAX_MESSAGE_BYTES}. The
-   * session's frames fit it (its `maxFrameSize` is at most this less a header). A browser's WebSocket
+   * Largest message to hand to `send`, in bytes: an integer of at least {@link MIN_MESSAGE_BYTES}; at most,
+   * and by default, {@link MAX_MESSAGE_BYTES} (a larger value means that). The session's frames fit it (its `maxFrameSize` is at most this less a header). A browser's WebSocket
    * sets 64 KiB: see `webSocketTransport`.
    */
   readonly maxMessageBytes?: number;
@@ -306,7 +306,7 @@ export class Session extends EventTarget {
     this.#window = settings.streamWindow;
     this.#maxWindow = settings.maxStreamWindow;
     // Frames fit the transport's messages (a browser's are smaller, see webSocketTransport).
-    const messageBytes = Math.max(Math.min(transport.maxMessageBytes ?? MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES), MIN_MESSAGE_BYTES);
+    const messageBytes = Math.min(integerOption("maxMessageBytes", transport.maxMessageBytes ?? MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES), MAX_MESSAGE_BYTES);
     this.maxFrameSize = Math.min(settings.maxFrameSize, messageBytes - HEADER_SIZE);
     this.#keepAliveInterval = settings.keepAliveInterval;
     this.#keepAliveTimeout = settings.keepAliveTimeout;
