@@ -63,9 +63,9 @@ export class Metrics {
       start: (sink) =>
         transport.start({
           ...sink,
-          data: (chunk) => {
+          data: (chunk, more) => {
             this.#bytesIn += chunk.length;
-            sink.data(chunk);
+            sink.data(chunk, more);
           },
         }),
       send: (message, onSent) => {

@@ -1,16 +1,20 @@
 /**
- * How Node wraps a `ws` socket, the same for the Node device and the server: Buffers in (no ArrayBuffer
- * copy), send callbacks for backpressure (a message's buffer is reused once `ws` wrote it out), the
- * outbox flushed once per event-loop turn, and the socket read at most {@link READ_BYTES_PER_TURN} per turn.
+ * How Node wraps a `ws` socket, the same for the Node device and the server: binary frames read off the
+ * socket as they arrive (no message joined, no copy), send callbacks for backpressure (a message's
+ * buffer is reused once `ws` wrote it out), the outbox flushed once per event-loop turn, and the socket
+ * read at most {@link READ_BYTES_PER_TURN} per turn.
  */
 
 import type { Duplex } from "node:stream";
 import type { WebSocketTransportOptions } from "../src/transport.js";
 import { systemClock, type Clock } from "../src/yamux/clock.js";
+import { readBinaryFrames } from "./frames.js";
 
 export const nodeTransportOptions: WebSocketTransportOptions = {
   binaryType: "nodebuffer",
   sendCallbacks: true,
+  // Binary messages read off the socket as they arrive, not joined by `ws` first (see frames.ts).
+  receive: readBinaryFrames,
   // Unzeroed: every byte of a message buffer is written before it is sent.
   allocate: (size) => Buffer.allocUnsafe(size),
 };

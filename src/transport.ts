@@ -79,6 +79,13 @@ export interface WebSocketTransportOptions {
    * Default `ERR_CONNECTION_LOST`.
    */
   closeError?: (code: number, reason: string, error?: unknown) => WslisError;
+  /**
+   * Reads the socket's binary messages itself instead of taking them from `message` events, handing each
+   * over as its bytes arrive (`more`: the message goes on in the next call). Returns false when it cannot
+   * for this socket (then message events are used). Node passes one that reads `ws`'s frames straight
+   * from the TCP socket: no message is joined into a buffer of its own.
+   */
+  receive?: (ws: WebSocketLike, deliver: (chunk: Uint8Array, more: boolean) => void) => boolean;
   /** Allocates the session's message buffers. Default `new Uint8Array(size)`; Node passes `Buffer.allocUnsafe`. */
   allocate?: (size: number) => Uint8Array;
   /** Timers for polling `bufferedAmount`. Default the runtime's. */
@@ -103,8 +110,8 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
   /** With send callbacks: bytes handed to the socket and not yet written out; `waiting`: a writer waits. */
   let unsent = 0;
   let waiting = false;
-  /** What arrived before start(): chunks, then possibly the close. */
-  const early: Uint8Array[] = [];
+  /** What arrived before start(): chunks (each with whether its message goes on), then possibly the close. */
+  const early: Array<[Uint8Array, boolean]> = [];
   let earlyClose: { error: Error | undefined } | undefined;
   let polling: unknown;
   /**
@@ -127,8 +134,11 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
       ws.close(CloseCode.UnsupportedData, "binary messages only");
       return;
     }
-    if (sink) sink.data(chunk);
-    else early.push(chunk);
+    deliver(chunk, false);
+  };
+  const deliver = (chunk: Uint8Array, more: boolean) => {
+    if (sink) sink.data(chunk, more);
+    else early.push([chunk, more]);
     // Hidden pages run timers at most once a second, but messages (WindowUpdates among them) arrive
     // unthrottled: look at the buffer here too, so a waiting writer does not wait for the next poll.
     if (polling !== undefined && ws.bufferedAmount <= lowWaterMark + lead) {
@@ -204,6 +214,11 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
   ws.addEventListener("error", onError);
   ws.addEventListener("message", onMessage);
   ws.addEventListener("close", onClose);
+  // Binary messages then arrive through `deliver`; anything the reader leaves to the socket (text, or
+  // what follows a frame it refused) still comes as message events.
+  options.receive?.(ws, (chunk, more) => {
+    if (!closed) deliver(chunk, more);
+  });
   if (ws.readyState !== OPEN) finish(new SessionClosedError("ERR_CONNECTION_LOST", "the WebSocket is not open"));
 
   return {
@@ -212,7 +227,7 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
     maxMessageBytes: options.maxMessageBytes ?? (options.sendCallbacks ? undefined : 64 * 1024),
     start(s) {
       sink = s;
-      for (const chunk of early.splice(0)) s.data(chunk);
+      for (const [chunk, more] of early.splice(0)) s.data(chunk, more);
       if (earlyClose) s.close(earlyClose.error);
     },
     send(message, onSent) {

@@ -26,12 +26,15 @@ const root = resolve(import.meta.dirname, "..");
  * transport paused meanwhile), the hello ping that lets a wslis peer's windows grow past 1 MiB, and the
  * 1009 close read as an abusive peer: 18 476 (ESM), 16 766 (IIFE), 12 525 (`dialAndListen` app). Raised
  * for `serveHttp`'s `maxPendingConns` (a peer opening streams and sending nothing held up to 4096 of them
- * on a device, 50 MB): 18 827 (ESM), 17 061 (IIFE). These budgets only stop silent growth: the target for a tree-shaken `dialAndListen` app is 6 KB
+ * on a device, 50 MB): 18 827 (ESM), 17 061 (IIFE). Raised on 2026-12-03 for messages handed over in
+ * parts (Node's frame reader: the decoder takes a plain Data body in pieces, the session counts a
+ * message's frames across its parts, the transport takes a reader): 19 192 (ESM), 17 371 (IIFE). These
+ * budgets only stop silent growth: the target for a tree-shaken `dialAndListen` app is 6 KB
  * (see `npm run bench`), far below today's size.
  */
 const budgets = {
-  "dist/wslis.js": 19_000,
-  "dist/wslis.iife.js": 17_300,
+  "dist/wslis.js": 19_400,
+  "dist/wslis.iife.js": 17_600,
 } as const;
 
 for (const [file, budget] of Object.entries(budgets)) {
@@ -58,12 +61,13 @@ for (const [file, budget] of Object.entries(budgets)) {
  * abort that resets a stream whose write waits for credit: 18 134 (`dialAndListen` + `serveHttp`); on
  * 2026-12-03, 12 690 measured against the budget of 12 700, then 12 708 once a write waiting for the
  * transport to drain fails with the session's reason when the session ends (it left a rejection nobody
- * handled, which ends a Node process). The budgets add about 1-3%. The goals are 6 KiB and 10 KiB
+ * handled, which ends a Node process); the same day, with messages handed over in parts (see above):
+ * 13 054 and 18 823. The budgets add about 1-3%. The goals are 6 KiB and 10 KiB
  * (printed by `npm run bench`).
  */
 const appBudgets: Record<string, number> = {
-  "wslis: dialAndListen": 12_900,
-  "wslis: dialAndListen + serveHttp": 18_700,
+  "wslis: dialAndListen": 13_200,
+  "wslis: dialAndListen + serveHttp": 19_100,
 };
 
 test("tree-shaken apps stay within their min+gzip budgets, and serveHttp costs only those who import it", async () => {

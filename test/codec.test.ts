@@ -192,6 +192,98 @@ describe("incremental decoder", () => {
     assert.equal(Buffer.compare(split[0]!.body, body), 0, "a body split across chunks is assembled");
   });
 
+  /** Decodes with `onPiece`: each frame with the body it had (its pieces joined when it came in pieces). */
+  function decodePieces(decoder: Decoder, chunks: Uint8Array[], pieces: Uint8Array[] = []): Frame[] {
+    const frames: Frame[] = [];
+    let waiting: Uint8Array[] = [];
+    for (const chunk of chunks) {
+      decoder.feed(
+        chunk,
+        (frame) => {
+          if (waiting.length > 0) {
+            assert.equal(frame.body.length, 0, "a frame that came in pieces ends with an empty body");
+            assert.equal(frame.flags, 0, "only plain Data frames come in pieces");
+            frames.push({ ...frame, body: concat(...waiting) });
+            waiting = [];
+          } else frames.push({ ...frame, body: frame.body.slice() });
+        },
+        undefined,
+        (header, piece) => {
+          assert.equal(header.type, FrameType.Data);
+          pieces.push(piece);
+          waiting.push(piece.slice());
+          return true;
+        },
+      );
+    }
+    return frames;
+  }
+
+  test("onPiece: a plain Data body split across chunks comes as views of each chunk, as it arrives; nothing is copied", () => {
+    const body = randomBytes(100_000, 5);
+    const bytes = frameBytes(FrameType.Data, 0, 7, body);
+    const chunks = [bytes.slice(0, 20), bytes.slice(20, 50_000), bytes.slice(50_000, 50_012), bytes.slice(50_012)];
+    const pieces: Uint8Array[] = [];
+    const frames = decodePieces(new Decoder(), chunks, pieces);
+    assert.equal(frames.length, 1);
+    assert.equal(frames[0]!.length, 100_000);
+    assert.equal(Buffer.compare(frames[0]!.body, body), 0);
+    assert.deepEqual(pieces.map((p) => p.length), [8, 49_980, 12, 49_988 + 12]);
+    pieces.forEach((piece, i) => assert.equal(piece.buffer, chunks[i]!.buffer, `piece ${i} is a view of its chunk`));
+  });
+
+  test("onPiece: a body whole in one chunk is one view, and a Data frame with flags is assembled as before", () => {
+    const small = frameBytes(FrameType.Data, 0, 1, randomBytes(1000, 6));
+    const fin = frameBytes(FrameType.Data, Flag.FIN, 1, randomBytes(5000, 7));
+    const stream = concat(small, fin);
+    const pieces: Uint8Array[] = [];
+    const frames = decodePieces(new Decoder(), [stream.subarray(0, 2000), stream.subarray(2000)], pieces);
+    assert.equal(pieces.length, 0, "no pieces: the first body is whole, the second has a flag");
+    assert.deepEqual(plain(frames), plain(decodeAll(new Decoder(), [stream])));
+  });
+
+  test("onPiece returning false stops right after that piece; the rest of the chunk, fed later, goes on", () => {
+    const body = randomBytes(3000, 8);
+    const bytes = concat(frameBytes(FrameType.Data, 0, 3, body), frameBytes(FrameType.Ping, Flag.SYN, 0, 9));
+    const decoder = new Decoder();
+    const got: Uint8Array[] = [];
+    const frames: Frame[] = [];
+    const onFrame = (frame: Frame) => void frames.push(frame);
+    const first = bytes.subarray(0, 1000);
+    assert.equal(decoder.feed(first, onFrame, undefined, (_h, piece) => (got.push(piece), false)), 1000);
+    const rest = bytes.subarray(1000);
+    const done = decoder.feed(rest, onFrame, undefined, (_h, piece) => (got.push(piece), false));
+    assert.equal(done, 2012, "stopped after the body's last piece, before the frame and the ping");
+    assert.equal(frames.length, 0);
+    assert.equal(decoder.feed(rest.subarray(done), onFrame, undefined, () => true), 12);
+    assert.deepEqual(frames.map((f) => [f.type, f.length]), [[FrameType.Data, 3000], [FrameType.Ping, 9]]);
+    assert.equal(Buffer.compare(concat(...got), body), 0);
+  });
+
+  test("onPiece: any random re-chunking yields the same frames and bodies as without it (100 seeds)", () => {
+    const parts: Uint8Array[] = [];
+    const random = seeded(7);
+    for (let i = 0; i < 200; i++) {
+      const flags = random() < 0.6 ? 0 : Math.floor(random() * 16);
+      if (random() < 0.7) parts.push(frameBytes(FrameType.Data, flags, 1 + 2 * (i % 5), randomBytes(Math.floor(random() * 20_000), i)));
+      else parts.push(frameBytes(FrameType.WindowUpdate, flags, 2 + 2 * i, Math.floor(random() * 2 ** 32)));
+    }
+    const stream = concat(...parts);
+    const expected = plain(decodeAll(new Decoder(), [stream]));
+    for (let seed = 0; seed < 100; seed++) {
+      const r = seeded(seed);
+      const chunks: Uint8Array[] = [];
+      for (let offset = 0; offset < stream.length; ) {
+        const n = 1 + Math.floor(r() * (r() < 0.3 ? 20 : 30_000));
+        chunks.push(stream.subarray(offset, offset + n));
+        offset += n;
+      }
+      const decoder = new Decoder();
+      assert.deepEqual(plain(decodePieces(decoder, chunks)), expected, `seed ${seed}`);
+      assert.ok(decoder.idle);
+    }
+  });
+
   test("rejects a bad version, an unknown type and an oversized data frame before buffering it", () => {
     assert.throws(() => decodeAll(new Decoder(), [fromHex("01 00 0000 00000001 00000000")]), ProtocolError);
     assert.throws(() => decodeAll(new Decoder(), [fromHex("00 04 0000 00000001 00000000")]), /unknown frame type 4/);

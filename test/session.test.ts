@@ -1006,6 +1006,53 @@ describe("receive budget per turn", () => {
     assert.equal((session.closeReason as WslisError | undefined)?.code, "ERR_ABUSIVE_PEER");
   });
 
+  test("a message handed over in parts (more) is counted whole for maxFramesPerMessage", async () => {
+    const { session, end, step } = budgeted({ maxFramesPerMessage: 100 });
+    const ping = (i: number) => encodeHeader(FrameType.Ping, Flag.ACK, 0, i);
+    // 60 and 60 frames as two messages: each within the limit.
+    end.inject(message(60, ping));
+    end.inject(message(60, ping));
+    step();
+    assert.equal(session.closeReason, undefined);
+    // 60 and 60 as two parts of one message: 120 frames in it.
+    end.inject(message(60, ping), true);
+    step();
+    assert.equal(session.closeReason, undefined);
+    end.inject(message(60, ping));
+    step();
+    assert.equal((session.closeReason as WslisError | undefined)?.code, "ERR_ABUSIVE_PEER");
+  });
+
+  test("a Data body handed over in parts reaches the reader as views of them, and its credit goes back", async () => {
+    const { session, end, step } = budgeted();
+    end.inject(encodeHeader(FrameType.WindowUpdate, Flag.SYN, 1, 0));
+    step();
+    const stream = await session.accept();
+    const reader = stream.readable.getReader();
+    const body = randomBytes(INITIAL_WINDOW, 12);
+    const bytes = concat(encodeHeader(FrameType.Data, 0, 1, body.length), body);
+    // As a frame reader hands over one WebSocket message read in 64 KiB socket chunks.
+    const parts: Uint8Array[] = [];
+    for (let offset = 0; offset < bytes.length; offset += 64 * 1024) parts.push(bytes.slice(offset, offset + 64 * 1024));
+    parts.forEach((part, i) => end.inject(part, i < parts.length - 1));
+    step();
+    const chunks: Uint8Array[] = [];
+    for (let got = 0; got < body.length; ) {
+      const { value } = await reader.read();
+      chunks.push(value!);
+      got += value!.length;
+    }
+    assert.equal(Buffer.compare(concat(...chunks), body), 0);
+    assert.equal(chunks.length, parts.length, "one chunk per part");
+    // The last part holds 12 bytes: a small view is copied when queued (it would pin its buffer).
+    chunks.slice(0, -1).forEach((chunk, i) => assert.ok(chunk.buffer === parts[i]!.buffer, `chunk ${i} is a view of its part`));
+    step();
+    const credit = framesWritten(end).filter((f) => f.type === FrameType.WindowUpdate && f.streamID === 1 && f.flags === 0);
+    // Credit goes back a quarter window at a time: all but the last 12 bytes read.
+    assert.equal(credit.reduce((sum, f) => sum + f.length, 0), INITIAL_WINDOW - 12, "the credit went back as it was read");
+    session.close();
+  });
+
   test("a session closed while work is kept drops it", async () => {
     const { session, end, step, deferred } = budgeted();
     const got = await reading(session, end, step);

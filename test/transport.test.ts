@@ -635,3 +635,47 @@ test("Node server: a socket is read at most READ_BYTES_PER_TURN (plus one read) 
     http.close();
   }
 });
+
+test("over real ws: a device whose messages come in fragments with pings between them is served (the Node server reads frames off the socket)", async () => {
+  let fragmented = 0;
+  /** A `ws` WebSocket that sends each message as three fragments, with a ping after the first. */
+  class Fragmenting extends WebSocket {
+    override send(data: Uint8Array, ...rest: unknown[]): void {
+      fragmented++;
+      const callback = rest.find((arg) => typeof arg === "function") as ((error?: Error) => void) | undefined;
+      const third = Math.ceil(data.length / 3);
+      super.send(data.subarray(0, third), { fin: false });
+      this.ping(Buffer.from("between"));
+      super.send(data.subarray(third, 2 * third), { fin: false });
+      super.send(data.subarray(2 * third), { fin: true }, callback);
+    }
+  }
+  const size = 3 * 1024 * 1024;
+  const sent = randomBytes(size, 21);
+  let resolve!: (value: Uint8Array) => void;
+  let reject!: (error: unknown) => void;
+  const echoed = new Promise<Uint8Array>((res, rej) => ((resolve = res), (reject = rej)));
+  const { server, url } = await startServer(async (dialer) => {
+    try {
+      const conn = await dialer.dial();
+      const writer = conn.writable.getWriter();
+      void writer.write(sent).then(() => writer.close());
+      resolve(await readAll(conn.readable));
+    } catch (error) {
+      reject(error);
+    }
+  });
+  const lis = await dialAndListen(url, { params: { deviceId: "fragments" }, reconnect: false, WebSocket: Fragmenting as never });
+  try {
+    void (async () => {
+      for await (const conn of lis) void conn.readable.pipeTo(conn.writable).catch(() => {});
+    })();
+    const got = await within(echoed, 20_000, "3 MiB echoed in fragments");
+    assert.equal(Buffer.compare(got, sent), 0, "the bytes came back intact");
+    assert.ok(fragmented >= 3, `the device sent ${fragmented} messages in fragments`);
+    assert.equal(server.devices.size, 1, "the connection lived");
+  } finally {
+    await lis.close();
+    await server.close();
+  }
+});

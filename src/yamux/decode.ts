@@ -4,8 +4,9 @@
  * every chunk in order; it yields the same frames however the bytes were split.
  *
  * Bodies that lie whole inside one chunk are returned as views of it (no copy), also when their header
- * came in the chunk before; a body split across chunks is assembled into one buffer, the only copy the
- * decoder makes.
+ * came in the chunk before. A body split across chunks is assembled into one buffer, the only copy the
+ * decoder makes, unless the caller takes plain Data bodies in pieces (`onPiece`): then each chunk's part
+ * of it is handed over as a view as it arrives, and nothing is copied.
  */
 
 import { ProtocolError } from "../errors.js";
@@ -31,6 +32,9 @@ export class Decoder {
   #bodyFill = 0;
   /** Body bytes of a discarded Data frame still to pass over. */
   #skip = 0;
+  /** The plain Data frame whose body is being handed over in pieces, and how much of it is still to come. */
+  #piecewise: Frame | undefined;
+  #pieceLeft = 0;
 
   constructor(options: DecoderOptions = {}) {
     this.#maxDataLength = options.maxDataLength ?? 16 * 1024 * 1024;
@@ -47,8 +51,17 @@ export class Decoder {
    * any of the body is kept: it may throw (a body beyond the stream's window), or return false to have
    * the body passed over unbuffered (a stream nobody will read); such a frame reaches `onFrame` at once,
    * with an empty body.
+   *
+   * `onPiece`, when given, takes the body of a plain Data frame (no flags) that does not lie whole in one
+   * chunk: each chunk's part of it, as a view, as it arrives; the frame then reaches `onFrame` with an
+   * empty body once its last piece was handed over. Returning false stops decoding after that piece.
    */
-  feed(chunk: Uint8Array, onFrame: (frame: Frame) => boolean | void, onDataHeader?: (header: FrameHeader) => boolean): number {
+  feed(
+    chunk: Uint8Array,
+    onFrame: (frame: Frame) => boolean | void,
+    onDataHeader?: (header: FrameHeader) => boolean,
+    onPiece?: (header: FrameHeader, piece: Uint8Array) => boolean,
+  ): number {
     let offset = 0;
     while (offset < chunk.length) {
       let frame: Frame;
@@ -56,6 +69,20 @@ export class Decoder {
         const n = Math.min(chunk.length - offset, this.#skip);
         this.#skip -= n;
         offset += n;
+        continue;
+      }
+      if (this.#piecewise !== undefined) {
+        frame = this.#piecewise;
+        if (this.#pieceLeft > 0) {
+          const n = Math.min(chunk.length - offset, this.#pieceLeft);
+          this.#pieceLeft -= n;
+          offset += n;
+          // Stopped after the last piece, the frame itself comes first in the next call.
+          if (!onPiece!(frame, chunk.subarray(offset - n, offset))) return offset;
+          if (this.#pieceLeft > 0) return offset;
+        }
+        this.#piecewise = undefined;
+        if (onFrame(frame) === false) return offset;
         continue;
       }
       if (this.#pending !== undefined) {
@@ -99,6 +126,12 @@ export class Decoder {
             continue;
           }
           if (chunk.length - offset < frame.length) {
+            if (onPiece !== undefined && frame.flags === 0) {
+              // Handed over in pieces: this chunk's part now (if any), the rest as it comes.
+              this.#piecewise = frame;
+              this.#pieceLeft = frame.length;
+              continue;
+            }
             // The body goes on in later chunks; its buffer is allocated once some of it must be kept.
             this.#pending = frame;
             continue;
@@ -114,7 +147,7 @@ export class Decoder {
 
   /** True when no partial frame is buffered (the byte stream ended on a frame boundary). */
   get idle(): boolean {
-    return this.#pending === undefined && this.#headerFill === 0 && this.#skip === 0;
+    return this.#pending === undefined && this.#piecewise === undefined && this.#headerFill === 0 && this.#skip === 0;
   }
 
   #check(header: FrameHeader): void {

@@ -80,7 +80,11 @@ export interface Transport {
 }
 
 export interface TransportSink {
-  data(chunk: Uint8Array): void;
+  /**
+   * Bytes received: a whole message, or with `more` a part of one whose rest follows in the next calls
+   * (a transport that reads WebSocket frames itself hands a message over as its bytes arrive).
+   */
+  data(chunk: Uint8Array, more?: boolean): void;
   drain(): void;
   close(error?: Error): void;
 }
@@ -270,6 +274,10 @@ export class Session extends EventTarget {
    * whole messages. Kept only while the turn's budget is spent; the transport is paused meanwhile.
    */
   readonly #backlog: Uint8Array[] = [];
+  /** For each chunk of the backlog, whether its message goes on in the next one. */
+  readonly #backlogMore: boolean[] = [];
+  /** The last chunk received (decoded or kept) was part of a message that goes on. */
+  #inMessage = false;
   /** Frames of the message being decoded so far (maxFramesPerMessage), across turns. */
   #messageFrames = 0;
   /** Frames and new streams handled this turn (FRAMES_PER_TURN, STREAMS_PER_TURN). */
@@ -351,7 +359,7 @@ export class Session extends EventTarget {
       onDrain: () => resolveAll(this.#drainWaiters),
     });
     transport.start({
-      data: (chunk) => this.#receive(chunk),
+      data: (chunk, more) => this.#receive(chunk, more === true),
       drain: () => this.#outbox.drain(),
       close: (error) =>
         this.#end(
@@ -526,6 +534,7 @@ export class Session extends EventTarget {
     this.#state = SessionState.Closed;
     this.#closeReason = reason;
     this.#backlog.length = 0; // what a closed session kept is never handled
+    this.#backlogMore.length = 0;
     this.#timers.clearTimeout(this.#keepAliveTimer);
     this.#failStreams([...new Set([...this.#streams.values(), ...this.#acceptQueue.splice(0)])], 0, reason);
     rejectAll(this.#acceptWaiters, reason);
@@ -580,18 +589,23 @@ export class Session extends EventTarget {
 
   // Inbound.
 
-  #receive(chunk: Uint8Array): void {
+  #receive(chunk: Uint8Array, more: boolean): void {
     if (this.#closeReason) return;
     if (this.#backlog.length > 0) {
       // Earlier bytes wait for a later turn: these go after them (messages the transport had read
       // before it paused).
       this.#backlog.push(chunk);
+      this.#backlogMore.push(more);
+      this.#inMessage = more;
       return;
     }
-    this.#messageFrames = 0;
+    // A new message's frames are counted afresh; the rest of one goes on counting.
+    if (!this.#inMessage) this.#messageFrames = 0;
+    this.#inMessage = more;
     const done = this.#spent() ? 0 : this.#decode(chunk);
     if (done < chunk.length && this.#closeReason === undefined) {
       this.#backlog.push(done === 0 ? chunk : chunk.subarray(done));
+      this.#backlogMore.push(more);
       this.#yieldOnce = true;
       this.#paused = true;
       this.#transport.pause?.();
@@ -628,8 +642,8 @@ export class Session extends EventTarget {
         return;
       }
       backlog.shift();
-      // The next chunk is a message of its own: its frames are counted afresh.
-      this.#messageFrames = 0;
+      // The next chunk starts a message of its own (its frames are counted afresh), or goes on with this one.
+      if (!this.#backlogMore.shift()) this.#messageFrames = 0;
     }
     if (this.#paused && this.#closeReason === undefined) {
       this.#paused = false;
@@ -658,6 +672,12 @@ export class Session extends EventTarget {
           return this.#closeReason === undefined && !this.#spent();
         },
         (header) => this.#admitData(header),
+        (header, piece) => {
+          // Part of a plain Data frame's body (admitted with its header), as it arrives.
+          const stream = this.#streams.get(header.streamID);
+          if (stream !== undefined) streamControl.handleData(stream, piece);
+          return this.#closeReason === undefined;
+        },
       );
     } catch (error) {
       if (error instanceof ProtocolError) {

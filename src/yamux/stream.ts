@@ -101,6 +101,8 @@ export interface Conn {
 export interface StreamControl {
   /** Handles a Data or WindowUpdate frame for the stream. Throws {@link ProtocolError}. */
   handleFrame(stream: Stream, frame: Frame): void;
+  /** Handles part of a plain Data frame's body (its header was admitted; the frame itself follows, empty). */
+  handleData(stream: Stream, body: Uint8Array): void;
   /**
    * Checks a Data header before its body is kept: more than the receive window is a protocol error,
    * refused before a buffer for it exists.
@@ -189,6 +191,7 @@ export class Stream implements Conn {
   static {
     streamControl = {
       handleFrame: (stream, frame) => stream.#handleFrame(frame),
+      handleData: (stream, body) => stream.#handleData(body),
       admitData: (stream, length) => stream.#admitData(length),
       fail: (stream, error) => stream.#fail(error),
     };

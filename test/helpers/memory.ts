@@ -30,8 +30,8 @@ export interface MemoryEnd extends Transport {
   readonly inFlight: number;
   /** Stop delivering to the peer (frozen peer: nothing is lost, nothing arrives). */
   freeze(): void;
-  /** Feed raw bytes to this end's session as if the peer sent them. */
-  inject(bytes: Uint8Array): void;
+  /** Feed raw bytes to this end's session as if the peer sent them (`more`: part of a message that goes on). */
+  inject(bytes: Uint8Array, more?: boolean): void;
   /** Drop the connection as if the network failed (the peer sees close with an error). */
   fail(error: Error): void;
   readonly closedByLocal: boolean;
@@ -110,10 +110,14 @@ class End implements MemoryEnd {
     this.#frozen = true;
   }
 
-  /** As if the socket had read it already: delivered even while paused (as `ws` delivers what it read). */
-  inject(bytes: Uint8Array): void {
+  /**
+   * As if the socket had read it already: delivered even while paused (as `ws` delivers what it read).
+   * With `more`, it is part of a message that goes on in the next injection (as Node's frame reader
+   * hands a message over). Before the session started, only whole messages.
+   */
+  inject(bytes: Uint8Array, more = false): void {
     if (this.#closed) return;
-    if (this.#sink) this.#sink.data(bytes);
+    if (this.#sink) this.#sink.data(bytes, more);
     else this.#early.push(bytes);
   }
 
