@@ -223,3 +223,24 @@ describe("frame reader: what ws refuses, it still refuses", () => {
     assert.equal(h.errors[0]?.status, 1002);
   });
 });
+
+test("frame reader: random bytes and mutated frame streams never throw; what ws does not refuse comes out as it went in (300 seeds)", async () => {
+  const valid = Buffer.concat([
+    frame(Op.Binary, randomBytes(300, 20), { fin: false, mask: MASK }),
+    frame(Op.Ping, new Uint8Array([7]), { mask: MASK }),
+    frame(Op.Continuation, randomBytes(70_000, 21), { mask: MASK }),
+    frame(Op.Binary, randomBytes(10, 22), { mask: MASK }),
+  ]);
+  for (let seed = 0; seed < 300; seed++) {
+    const r = seeded(seed);
+    const bytes = seed % 3 === 0 ? Buffer.from(randomBytes(1 + Math.floor(r() * 2000), seed)) : Buffer.from(valid);
+    // Mutate a few bytes (headers included) of the valid stream.
+    if (seed % 3 !== 0) for (let i = 0; i < 1 + Math.floor(r() * 4); i++) bytes[Math.floor(r() * Math.min(bytes.length, 400))] = Math.floor(r() * 256);
+    const h = harness(true, 100_000);
+    assert.doesNotThrow(() => feedSplit(h, bytes, seed), `seed ${seed}`);
+    await new Promise((resolve) => setImmediate(resolve));
+    const delivered = h.parts.reduce((n, p) => n + p.length, 0);
+    assert.ok(delivered <= bytes.length, `seed ${seed}: ${delivered} bytes delivered from ${bytes.length}`);
+    if (h.errors.length === 0 && seed % 3 !== 0 && Buffer.compare(bytes, valid) === 0) assert.equal(h.messages.length, 2);
+  }
+});
