@@ -37,6 +37,18 @@ function decodeAll(decoder: Decoder, chunks: Uint8Array[]): Frame[] {
   return frames;
 }
 
+/** `stream` cut at random (seeded): pieces of 1-20 bytes about a third of the time, else up to 30 KB. */
+function rechunk(stream: Uint8Array, seed: number): Uint8Array[] {
+  const r = seeded(seed);
+  const chunks: Uint8Array[] = [];
+  for (let offset = 0; offset < stream.length; ) {
+    const n = 1 + Math.floor(r() * (r() < 0.3 ? 20 : 30_000));
+    chunks.push(stream.subarray(offset, offset + n));
+    offset += n;
+  }
+  return chunks;
+}
+
 /** Frames compared by value, bodies as hex. */
 function plain(frames: Frame[]) {
   return frames.map((f) => ({ ...f, body: hex(f.body) }));
@@ -155,13 +167,7 @@ describe("incremental decoder", () => {
     const expected = plain(decodeAll(new Decoder(), [stream]));
     assert.equal(expected.length, 300);
     for (let seed = 0; seed < 200; seed++) {
-      const r = seeded(seed);
-      const chunks: Uint8Array[] = [];
-      for (let offset = 0; offset < stream.length; ) {
-        const n = 1 + Math.floor(r() * (r() < 0.3 ? 20 : 30_000));
-        chunks.push(stream.subarray(offset, offset + n));
-        offset += n;
-      }
+      const chunks = rechunk(stream, seed);
       const decoder = new Decoder();
       assert.deepEqual(plain(decodeAll(decoder, chunks)), expected, `seed ${seed}`);
       assert.ok(decoder.idle);
@@ -271,13 +277,7 @@ describe("incremental decoder", () => {
     const stream = concat(...parts);
     const expected = plain(decodeAll(new Decoder(), [stream]));
     for (let seed = 0; seed < 100; seed++) {
-      const r = seeded(seed);
-      const chunks: Uint8Array[] = [];
-      for (let offset = 0; offset < stream.length; ) {
-        const n = 1 + Math.floor(r() * (r() < 0.3 ? 20 : 30_000));
-        chunks.push(stream.subarray(offset, offset + n));
-        offset += n;
-      }
+      const chunks = rechunk(stream, seed);
       const decoder = new Decoder();
       assert.deepEqual(plain(decodePieces(decoder, chunks)), expected, `seed ${seed}`);
       assert.ok(decoder.idle);
