@@ -42,6 +42,9 @@ describe("hostile device against the default server", () => {
   test("one 12 MB message: refused from its header (maxPayload), never buffered",
     run({ name: "Ping(SYN) × 1,000,000, one message", messages: flood(1_000_000, 1_000_000, kinds["Ping(SYN)"]!), read: true, expect: "abusive" }));
 
+  test("one message of 5,000 pings in 1-byte WebSocket fragments: its frames counted across its parts, closed as abusive",
+    run({ name: "Ping(SYN) × 5,000, one message in 1-byte fragments", messages: flood(5000, 5000, kinds["Ping(SYN)"]!), read: true, expect: "abusive", fragment: 1 }));
+
   test("Data frames whose header promises more than the window: refused before the body arrives",
     run({
       name: "oversized Data headers",

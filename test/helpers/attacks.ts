@@ -33,6 +33,8 @@ export interface Attack {
    * "protocol": a protocol violation, answered with GoAway(protocol error) and ERR_PROTOCOL.
    */
   expect: "abusive" | "either" | "protocol";
+  /** Bytes per WebSocket fragment: each message goes in fragments this small. Default: whole messages. */
+  fragment?: number;
 }
 
 /** One attack's figures: the row of `npm run fuzz`'s table. */
@@ -143,7 +145,7 @@ async function finish(
       if (peer.isClosed || Date.now() > deadline) break;
       frames += Math.floor(message.length / 12);
       messages++;
-      await within(Promise.race([peer.send(message), peer.closed]), timeoutMs, `${attack.name}: sending`);
+      await within(Promise.race([peer.send(message, attack.fragment), peer.closed]), timeoutMs, `${attack.name}: sending`);
     }
     if (id !== "device" && !peer.isClosed) await peer.send(goAway(GoAway.Normal));
     let late: string | undefined;

@@ -166,12 +166,19 @@ export class HostilePeer {
   /**
    * Sends one binary message; resolves once it left for the kernel (or the socket closed). A hostile
    * peer does not care about backpressure, but the test waits so that its own buffers do not count.
+   * With `fragment`, the message goes as WebSocket fragments of that many bytes.
    */
-  send(bytes: Uint8Array): Promise<void> {
+  send(bytes: Uint8Array, fragment?: number): Promise<void> {
     if (this.ws.readyState !== WebSocket.OPEN) return Promise.resolve();
     this.messagesSent++;
     this.bytesSent += bytes.length;
-    return new Promise((resolve) => this.ws.send(bytes, { binary: true }, () => resolve()));
+    if (fragment === undefined) return new Promise((resolve) => this.ws.send(bytes, { binary: true }, () => resolve()));
+    return new Promise((resolve) => {
+      for (let offset = 0; offset < bytes.length; offset += fragment) {
+        const last = offset + fragment >= bytes.length;
+        this.ws.send(bytes.subarray(offset, offset + fragment), { binary: true, fin: last }, last ? () => resolve() : undefined);
+      }
+    });
   }
 
   /**
