@@ -104,6 +104,14 @@ for (const read of [true, false]) {
   await onDevice({ name: `device: Ping(SYN): ${n(1000)} messages × 1,000`, messages: flood(n(1000) * 1000, 1000, kinds["Ping(SYN)"]!), read, expect: "either" });
 }
 
+// One message over the frame budget in 16-byte WebSocket fragments: Node hands a message over as its
+// frames arrive, and its yamux frames are still counted across all its parts.
+const fragmented = `Ping(SYN) × ${MESSAGE_FRAMES.toLocaleString("en-US")} in one message, 16-byte fragments`;
+for (const read of [true, false]) {
+  await onServer({ name: fragmented, messages: flood(MESSAGE_FRAMES, MESSAGE_FRAMES, kinds["Ping(SYN)"]!), read, expect: "abusive", fragment: 16 });
+}
+await onDevice({ name: `device: ${fragmented}`, messages: flood(MESSAGE_FRAMES, MESSAGE_FRAMES, kinds["Ping(SYN)"]!), read: true, expect: "abusive", fragment: 16 });
+
 // Random and mutated sequences, one device each, against one server: memory must stay flat over all.
 {
   const target = await startTarget("server");
