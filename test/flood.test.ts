@@ -74,4 +74,7 @@ describe("hostile server against the default Node device", () => {
 
   test("Ping(SYN), 20 messages of 1,000, not reading, stays bounded",
     run({ name: "device: Ping(SYN) 20 × 1000", messages: flood(20_000, 1000, kinds["Ping(SYN)"]!), read: false, expect: "either" }));
+
+  test("one message of 5,000 pings in 1-byte WebSocket fragments: counted across its parts, closed as abusive",
+    run({ name: "device: Ping(SYN) × 5,000, one message in 1-byte fragments", messages: flood(5000, 5000, kinds["Ping(SYN)"]!), read: true, expect: "abusive", fragment: 1 }));
 });
