@@ -67,9 +67,10 @@ export interface Transport {
   /** Allocates a message buffer (Node: `Buffer.allocUnsafe`). Default `new Uint8Array(size)`. */
   allocate?(size: number): Uint8Array;
   /**
-   * Largest message to hand to `send`, in bytes: an integer of at least {@link MIN_MESSAGE_BYTES}; at most,
-   * and by default, {@link MAX_MESSAGE_BYTES} (a larger value means that). The session's frames fit it (its `maxFrameSize` is at most this less a header). A browser's WebSocket
-   * sets 64 KiB: see `webSocketTransport`.
+   * Largest message to hand to `send`, in bytes: an integer of at least {@link MIN_MESSAGE_BYTES}; at
+   * most, and by default, {@link MAX_MESSAGE_BYTES} (a larger value means that). The session's frames fit
+   * it (its `maxFrameSize` is at most this less a header). A browser's WebSocket sets 64 KiB: see
+   * `webSocketTransport`.
    */
   readonly maxMessageBytes?: number;
   /**
@@ -651,34 +652,38 @@ export class Session extends EventTarget {
     }
   }
 
+  // The decoder's callbacks, made once (#decode runs for every chunk received).
+
+  /** A decoded frame: counted against the message's and the turn's budgets, then handled. */
+  readonly #onFrame = (frame: Frame): boolean => {
+    // Frames are counted, not bytes: a message of tiny frames costs CPU and replies whatever its size.
+    if (++this.#messageFrames > this.#maxFramesPerMessage) {
+      throw new AbusivePeerError(`more than ${this.#maxFramesPerMessage} frames in one message (maxFramesPerMessage)`);
+    }
+    if (this.#turnFrames++ === 0 && !this.#turnQueued) {
+      this.#turnQueued = true;
+      this.#defer(() => this.#endTurn());
+    }
+    this.#handleFrame(frame);
+    return this.#closeReason === undefined && !this.#spent();
+  };
+
+  readonly #onDataHeader = (header: FrameHeader): boolean => this.#admitData(header);
+
+  /** Part of a plain Data frame's body (admitted with its header), as it arrives. */
+  readonly #onPiece = (header: FrameHeader, piece: Uint8Array): boolean => {
+    const stream = this.#streams.get(header.streamID);
+    if (stream !== undefined) streamControl.handleData(stream, piece);
+    return this.#closeReason === undefined;
+  };
+
   /**
    * Decodes `chunk` (the rest of the message whose frames `#messageFrames` counts) until it ends, the
    * turn's budget is spent or the session ends; returns how many of its bytes were decoded.
    */
   #decode(chunk: Uint8Array): number {
     try {
-      return this.#decoder.feed(
-        chunk,
-        (frame) => {
-          // Frames are counted, not bytes: a message of tiny frames costs CPU and replies whatever its size.
-          if (++this.#messageFrames > this.#maxFramesPerMessage) {
-            throw new AbusivePeerError(`more than ${this.#maxFramesPerMessage} frames in one message (maxFramesPerMessage)`);
-          }
-          if (this.#turnFrames++ === 0 && !this.#turnQueued) {
-            this.#turnQueued = true;
-            this.#defer(() => this.#endTurn());
-          }
-          this.#handleFrame(frame);
-          return this.#closeReason === undefined && !this.#spent();
-        },
-        (header) => this.#admitData(header),
-        (header, piece) => {
-          // Part of a plain Data frame's body (admitted with its header), as it arrives.
-          const stream = this.#streams.get(header.streamID);
-          if (stream !== undefined) streamControl.handleData(stream, piece);
-          return this.#closeReason === undefined;
-        },
-      );
+      return this.#decoder.feed(chunk, this.#onFrame, this.#onDataHeader, this.#onPiece);
     } catch (error) {
       if (error instanceof ProtocolError) {
         this.#logger?.warn(`wslis: ${error.message}; closing the session`);
