@@ -8,7 +8,8 @@
  * measured in the same run: a keep-alive HTTP request from node A's process to node B's listener and its
  * answer (B answers it at once; undici, as the node-to-node client). The three kinds are interleaved call
  * by call, so that a busy machine slows them alike. Also 16 calls in flight, and 5 MB POST echoes
- * through a node against local (target ≥ 0.8×), the two in alternating order from round to round.
+ * through a node against local (target ≥ 0.8×), also one of each kind in turn, with each process's CPU
+ * time per echo (from /proc): what a relay costs, and what throughput the machine's cores allow it.
  *
  * `node --import tsx bench/cluster.ts`, or `BENCH_ONLY=cluster npm run bench`. Knobs:
  *  BENCH_CLUSTER_OPS     sequential 1 KB GETs per kind per round (default 1000)
@@ -19,8 +20,10 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { availableParallelism } from "node:os";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { Agent } from "undici";
@@ -41,8 +44,23 @@ const percentile = (values: number[], p: number) => {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 };
 
+/**
+ * CPU time (user + system) a process has used, in ms, from `/proc/<pid>/stat` (clock ticks of 10 ms, the
+ * kernel's USER_HZ), or undefined where there is no `/proc`.
+ */
+function processCpuMs(pid: number): number | undefined {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    const after = fields.slice(fields.lastIndexOf(")") + 2).split(" ");
+    return (Number(after[11]) + Number(after[12])) * 10;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A child running a bench script with `args`; resolves once it printed a line matching `ready`, with the match. */
-async function startChild(script: string, args: string[], ready: RegExp): Promise<{ match: RegExpExecArray; stop: () => Promise<void> }> {
+async function startChild(script: string, args: string[], ready: RegExp): Promise<{ match: RegExpExecArray; pid: number; stop: () => Promise<void> }> {
   const child = spawn(process.execPath, ["--import", "tsx", fileURLToPath(new URL(script, import.meta.url)), ...args], {
     stdio: ["pipe", "pipe", "inherit"],
   });
@@ -61,15 +79,17 @@ async function startChild(script: string, args: string[], ready: RegExp): Promis
     await once(child, "exit");
     clearTimeout(timer);
   };
-  return { match, stop };
+  return { match, pid: child.pid!, stop };
 }
 
 /** A device in its own process (bench/http-device-child.ts): GET → 1000 bytes, POST → the body back. */
-async function startDevice(url: string): Promise<() => Promise<void>> {
-  return (await startChild("./http-device-child.ts", [url], /^ready$/)).stop;
+async function startDevice(url: string): Promise<{ pid: number; stop: () => Promise<void> }> {
+  return startChild("./http-device-child.ts", [url], /^ready$/);
 }
 
-export async function benchCluster(options: ClusterBenchOptions = {}): Promise<{ rows: Array<Record<string, string | number>>; targets: string[] }> {
+export async function benchCluster(
+  options: ClusterBenchOptions = {},
+): Promise<{ rows: Array<Record<string, string | number>>; cpuRows: Array<Record<string, string | number>>; targets: string[] }> {
   const { ops = 1000, rounds = 5, echoes = 10, log = () => {} } = options;
   const redis = await startRedis();
   const closers: (() => unknown)[] = [() => redis.stop()];
@@ -90,8 +110,10 @@ export async function benchCluster(options: ClusterBenchOptions = {}): Promise<{
     http.on("upgrade", (req, socket, head) => a.handleUpgrade(req, socket, head));
     closers.unshift(() => new Promise<void>((resolve) => http.close(() => resolve())), () => a.close());
 
-    closers.unshift(await startDevice(`ws://127.0.0.1:${aPort}/?deviceId=local`));
-    closers.unshift(await startDevice(`ws://127.0.0.1:${bPort}/?deviceId=remote`));
+    const localDevice = await startDevice(`ws://127.0.0.1:${aPort}/?deviceId=local`);
+    closers.unshift(localDevice.stop);
+    const remoteDevice = await startDevice(`ws://127.0.0.1:${bPort}/?deviceId=remote`);
+    closers.unshift(remoteDevice.stop);
     const deadline = Date.now() + 10_000;
     while (!a.devices.has("local") || !(await a.lookup("remote"))) {
       if (Date.now() > deadline) throw new Error("the devices never reached the directory");
@@ -120,6 +142,28 @@ export async function benchCluster(options: ClusterBenchOptions = {}): Promise<{
     for (let i = 0; i < 4; i++) {
       for (const id of ["local", "remote"]) await (await a.fetch(id, "http://device/echo", { method: "POST", body })).arrayBuffer();
     }
+    const echoKinds = ["local", "through a node"] as const;
+    type EchoKind = (typeof echoKinds)[number];
+    const echoIds: Record<EchoKind, string> = { local: "local", "through a node": "remote" };
+    // Each process's CPU time per echo: node A (this process), node B, and the kind's device.
+    const devicePid: Record<EchoKind, number> = { local: localDevice.pid, "through a node": remoteDevice.pid };
+    const cpuNow = (kind: EchoKind) => {
+      const own = process.cpuUsage();
+      return { a: (own.user + own.system) / 1000, b: processCpuMs(node.pid), device: processCpuMs(devicePid[kind]) };
+    };
+    const cpuSpent: Record<EchoKind, { wall: number; a: number; b: number; device: number; echoes: number }> = {
+      local: { wall: 0, a: 0, b: 0, device: 0, echoes: 0 },
+      "through a node": { wall: 0, a: 0, b: 0, device: 0, echoes: 0 },
+    };
+    const countCpu = (kind: EchoKind, before: ReturnType<typeof cpuNow>, wall: number) => {
+      const after = cpuNow(kind);
+      const sum = cpuSpent[kind];
+      sum.wall += wall;
+      sum.a += after.a - before.a;
+      sum.b += (after.b ?? NaN) - (before.b ?? NaN);
+      sum.device += (after.device ?? NaN) - (before.device ?? NaN);
+      sum.echoes++;
+    };
     /** Per round: (cross-node p50 − local p50) / round-trip p50, the target's ratio. */
     const perRound: number[] = [];
     for (let round = 0; round < rounds; round++) {
@@ -147,14 +191,24 @@ export async function benchCluster(options: ClusterBenchOptions = {}): Promise<{
           }),
         );
         rps16[kind]!.push(ops / ((performance.now() - started) / 1000));
-        const t = performance.now();
-        for (let i = 0; i < echoes; i++) {
-          const res = await a.fetch(id, "http://device/echo", { method: "POST", body });
+      }
+      // The 5 MB echoes, one of each kind in turn (which goes first alternates from echo to echo and round
+      // to round), so that a busy moment of the machine falls on both kinds alike.
+      const spent = { local: 0, "through a node": 0 };
+      for (let i = 0; i < echoes; i++) {
+        for (let k = 0; k < 2; k++) {
+          const kind = echoKinds[(i + round + k) % 2]!;
+          const before = cpuNow(kind);
+          const t = performance.now();
+          const res = await a.fetch(echoIds[kind], "http://device/echo", { method: "POST", body });
           const got = await res.arrayBuffer();
           if (got.byteLength !== body.length) throw new Error(`echo of ${got.byteLength} bytes`);
+          const wall = performance.now() - t;
+          spent[kind] += wall;
+          countCpu(kind, before, wall);
         }
-        mbps[kind]!.push((echoes * body.length * 2) / 1e6 / ((performance.now() - t) / 1000));
       }
+      for (const kind of echoKinds) mbps[kind]!.push((echoes * body.length * 2) / 1e6 / (spent[kind] / 1000));
     }
     const median = (values: number[]) => percentile(values, 50);
     const mean = (values: number[]) => values.reduce((x, y) => x + y, 0) / values.length;
@@ -166,6 +220,24 @@ export async function benchCluster(options: ClusterBenchOptions = {}): Promise<{
       "req/s (16 in flight)": rps16[kind] ? Math.round(median(rps16[kind]!)) : "",
       "5 MB POST echo (MB/s, both ways)": mbps[kind] ? Math.round(median(mbps[kind]!)) : "",
     }));
+    // CPU per echo, every process: where a relay's cost goes, and what the machine's cores allow.
+    const perEcho = (kind: EchoKind) => {
+      const sum = cpuSpent[kind];
+      const each = (ms: number) => ms / sum.echoes;
+      return { wall: each(sum.wall), a: each(sum.a), b: each(sum.b), device: each(sum.device), all: each(sum.a + sum.b + sum.device) };
+    };
+    const tenth = (ms: number) => Math.round(ms * 10) / 10;
+    const echoCpu = echoKinds.map((kind) => ({ kind, ...perEcho(kind) }));
+    const cpuRows = Number.isNaN(echoCpu[0]!.all)
+      ? []
+      : echoCpu.map(({ kind, wall, a, b, device, all }) => ({
+          "5 MB POST echo": kind,
+          "wall (ms)": tenth(wall),
+          "CPU (ms): node A": tenth(a),
+          "node B": tenth(b),
+          device: tenth(device),
+          "all processes": tenth(all),
+        }));
     const [local, cross, hop] = rows.map((r) => r["p50 (µs)"]) as [number, number, number];
     const bound = local + 1.5 * hop;
     // Per round, as every ratio of the bench: the two kinds of one round share that round's machine.
@@ -178,7 +250,18 @@ export async function benchCluster(options: ClusterBenchOptions = {}): Promise<{
       `5 MB POST echo through a node ${transfer.toFixed(2)}× local, the median of per-round ratios (target ≥ 0.8×): ${transfer >= 0.8 ? "met" : "not met"}. ` +
         `Round by round, ${transfers.map((r) => r.toFixed(2)).join(", ")}.`,
     ];
-    return { rows, targets };
+    if (cpuRows.length > 0) {
+      const [home, relayed] = echoCpu as [(typeof echoCpu)[0], (typeof echoCpu)[0]];
+      const cores = availableParallelism();
+      // Had every core been busy through every relayed echo, each would have taken all/cores ms.
+      const ceiling = (home.wall * cores) / relayed.all;
+      targets.push(
+        `CPU per 5 MB echo, every process (from /proc, over all ${cpuSpent.local.echoes} echoes of each kind): through a node ${relayed.all.toFixed(1)} ms ` +
+          `(node B ${relayed.b.toFixed(1)}), local ${home.all.toFixed(1)} ms: ${(relayed.all / home.all).toFixed(2)}× the work. On this machine's ${cores} cores, ` +
+          `with every core busy through a relayed echo, echoes through a node could reach at most ${ceiling.toFixed(2)}× the local rate measured here.`,
+      );
+    }
+    return { rows, cpuRows, targets };
   } finally {
     for (const close of closers) await close();
   }
@@ -186,7 +269,7 @@ export async function benchCluster(options: ClusterBenchOptions = {}): Promise<{
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const n = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
-  const { rows, targets } = await benchCluster({
+  const { rows, cpuRows, targets } = await benchCluster({
     ops: n("BENCH_CLUSTER_OPS", 1000),
     rounds: n("BENCH_CLUSTER_ROUNDS", 5),
     echoes: n("BENCH_CLUSTER_MB", 10),
@@ -195,5 +278,10 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const columns = Object.keys(rows[0]!);
   console.log(`| ${columns.join(" | ")} |\n| ${columns.map(() => "---").join(" | ")} |`);
   for (const row of rows) console.log(`| ${columns.map((c) => String(row[c as keyof typeof row])).join(" | ")} |`);
+  if (cpuRows.length > 0) {
+    const cpuColumns = Object.keys(cpuRows[0]!);
+    console.log(`\n| ${cpuColumns.join(" | ")} |\n| ${cpuColumns.map(() => "---").join(" | ")} |`);
+    for (const row of cpuRows) console.log(`| ${cpuColumns.map((c) => row[c]).join(" | ")} |`);
+  }
   console.log(`\n${targets.join("\n")}`);
 }

@@ -171,5 +171,6 @@ if (runs("cluster")) {
   });
   console.log("### Cluster: server.fetch from node A to a device on node B (another process, Redis) against local\n");
   console.log(markdownTable(result.rows));
+  if (result.cpuRows.length > 0) console.log(markdownTable(result.cpuRows));
   console.log(`${result.targets.join("\n")}\n`);
 }

@@ -178,6 +178,26 @@ async function release(held: Held[]) {
   return { elapsedUs: (performance.now() - start) * 1e3 };
 }
 
+/**
+ * The platform's share of a held stream: `count` bare Node web streams, held as the hold command's
+ * streams are (a ReadableStream with its reader and a read pending, a WritableStream with its writer),
+ * with no wslis in them. Time to make them, and memory per pair after a full GC, measured as `stats`.
+ */
+function webStreams(count: number) {
+  const before = stats().memBytes;
+  const held: unknown[] = [];
+  const start = performance.now();
+  for (let i = 0; i < count; i++) {
+    const reader = new ReadableStream<Uint8Array>({ pull() {} }, { highWaterMark: 0 }).getReader();
+    const writer = new WritableStream<Uint8Array>({ write() {} }).getWriter();
+    held.push(reader, reader.read(), writer);
+  }
+  const elapsedUs = (performance.now() - start) * 1e3;
+  const bytesPerStream = (stats().memBytes - before) / count;
+  held.length = 0;
+  return { usPerStream: elapsedUs / count, bytesPerStream };
+}
+
 /** CPU since the process started and memory in use after a full GC (heap + external, ArrayBuffers included). */
 function stats() {
   const gc = (globalThis as { gc?: () => void }).gc;
@@ -240,6 +260,7 @@ if (role === "server") {
     if (cmd === "bulk" && args.length === 2) return bulk(dialer, args[0]!, args[1]!);
     if (cmd === "hold" && args.length === 1) return hold(dialer, args[0]!, held);
     if (cmd === "release") return release(held);
+    if (cmd === "webstreams" && args.length === 1) return webStreams(args[0]!);
     throw new Error(`unknown command ${cmd} ${args.join(" ")}`);
   });
   await server.close();

@@ -79,13 +79,19 @@ interface Sample {
   openMs: number;
   serverBytesPerStream: number;
   deviceBytesPerStream: number;
+  /**
+   * A wslis server's process only (NaN for Go): Node's bare web streams, as many pairs as streams were
+   * held, held the same way (peer.ts `webstreams`): bytes per pair, and µs to make one.
+   */
+  webStreamBytes: number;
+  webStreamUs: number;
   /** p99 of the sequential new-stream exchanges right after the 10,000 streams were released. */
   p99AfterHoldUs: number;
 }
 
 /** The figures of the first phase (exchanges and bulk), and of the second (10,000 streams). */
 type FlowSample = Pick<Sample, "p50Us" | "p99Us" | "opsPerSec" | "bulkMBps" | "bulkCpuMsPerGB" | "singleMBps">;
-type HoldSample = Pick<Sample, "openMs" | "serverBytesPerStream" | "deviceBytesPerStream" | "p99AfterHoldUs">;
+type HoldSample = Pick<Sample, "openMs" | "serverBytesPerStream" | "deviceBytesPerStream" | "p99AfterHoldUs" | "webStreamBytes" | "webStreamUs">;
 
 export interface StreamsResult {
   /** Per scenario: a heading and its rows. */
@@ -150,7 +156,7 @@ async function measureFlow(running: Running, options: Required<Omit<StreamsOptio
  * young-generation collections slow for the next couple of thousand exchanges (Node 20's web streams),
  * which the exchanges measured after them would carry. What those exchanges meet is measured here, apart.
  */
-async function measureHold(running: Running, options: Required<Omit<StreamsOptions, "log">>): Promise<HoldSample> {
+async function measureHold(running: Running, pair: Pair, options: Required<Omit<StreamsOptions, "log">>): Promise<HoldSample> {
   const { server, device } = running;
   const serverBefore = (await command(server, "stats")).memBytes!;
   const deviceBefore = (await command(device, "stats")).memBytes!;
@@ -159,7 +165,10 @@ async function measureHold(running: Running, options: Required<Omit<StreamsOptio
   const deviceHeld = (await command(device, "stats")).memBytes!;
   await command(server, "release");
   const after = await command(server, `rr ${options.rrOps} 1`);
+  const bare = pair.server === "wslis" ? await command(server, `webstreams ${options.holdStreams}`) : undefined;
   return {
+    webStreamBytes: bare?.bytesPerStream ?? NaN,
+    webStreamUs: bare?.usPerStream ?? NaN,
     openMs: hold.openUs! / 1e3,
     serverBytesPerStream: (serverHeld - serverBefore) / options.holdStreams,
     deviceBytesPerStream: (deviceHeld - deviceBefore) / options.holdStreams,
@@ -196,13 +205,13 @@ export async function benchStreams(options: StreamsOptions = {}): Promise<Stream
       log(`streams: ${pair.name} connected`);
     }
     // Two phases, each in rounds (pairs in alternating order) after untimed warm-up rounds of its own.
-    const phase = async <T>(name: string, run: (running: Running) => Promise<T>, describe: (sample: T) => string) => {
+    const phase = async <T>(name: string, run: (running: Running, pair: Pair) => Promise<T>, describe: (sample: T) => string) => {
       const timed: T[][] = PAIRS.map(() => []);
       const first: T[] = [];
       for (let r = -settings.warmupRounds; r < settings.rounds; r++) {
         const order = r % 2 === 0 ? [...PAIRS.keys()] : [...PAIRS.keys()].reverse();
         for (const k of order) {
-          const sample = await run(running[k]!);
+          const sample = await run(running[k]!, PAIRS[k]!);
           if (r >= 0) timed[k]!.push(sample);
           else if (r === -settings.warmupRounds) first[k] = sample;
           const which = r < 0 ? `warm-up round ${r + settings.warmupRounds + 1}/${settings.warmupRounds}` : `round ${r + 1}/${settings.rounds}`;
@@ -220,7 +229,7 @@ export async function benchStreams(options: StreamsOptions = {}): Promise<Stream
     );
     const held = await phase(
       `${settings.holdStreams} streams`,
-      (running) => measureHold(running, settings),
+      (running, pair) => measureHold(running, pair, settings),
       (sample) =>
         `${settings.holdStreams} streams open in ${round(sample.openMs)} ms, ` +
         `${round(sample.serverBytesPerStream)} / ${round(sample.deviceBytesPerStream)} B per stream (server / device), ` +
@@ -294,7 +303,11 @@ function report(samples: Sample[][], cold: Sample[], settings: Required<Omit<Str
         `${method} These rounds run after every round of the tables above. Open: from the first open until every stream carried one byte each way. Memory: after a full GC with the ` +
         "streams open, minus before; Node: heap used + external (ArrayBuffers included); Go: heap in use + goroutine stacks " +
         "(the Go device keeps one goroutine per stream, as a Go wslis handler does). wslis runs with `session.maxStreams` " +
-        "raised above the count (default 4096); hashicorp/yamux has no such bound.",
+        "raised above the count (default 4096); hashicorp/yamux has no such bound." +
+        ` Node's own web streams, in the wslis ↔ wslis server's process in the same rounds, with nothing of wslis in them (a ReadableStream with its reader and a read pending, ` +
+        `and a WritableStream with its writer, as the held streams' user holds them): ${kb(value(0, "webStreamBytes"))} KiB per stream, ` +
+        `${ratio(median(samples[0]!.map((s, r) => s.webStreamBytes / samples[GO_GO]![r]!.serverBytesPerStream)))}× Go's whole stream on the server, ` +
+        `and ${round(value(0, "webStreamUs"))} µs to make.`,
     },
   ];
   const ours = 0;

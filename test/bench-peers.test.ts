@@ -23,6 +23,8 @@ test("every pair of bench peers (wslis and Go, both roles) runs every scenario",
   assert.equal(result.tables.length, 3);
   assert.match(result.tables[0]!.note, /First warm-up round \(fresh processes\): wslis ↔ wslis p50 \d+ µs, Go ↔ Go p50 \d+ µs/);
   assert.match(result.tables[0]!.note, /Right after 50 streams were released .*: wslis ↔ wslis \d+ µs, Go ↔ Go \d+ µs/);
+  // Node's bare web streams, measured in the wslis server's process: a size and a time, both numbers.
+  assert.match(result.tables[2]!.note, /Node's own web streams, .*: -?\d+\.\d KiB per stream, .*× Go's whole stream on the server, and \d+(\.\d+)? µs to make\./);
   for (const table of result.tables) {
     assert.deepEqual(
       table.rows.map((row) => row.pair),
