@@ -142,9 +142,10 @@ export async function benchCluster(
     for (let i = 0; i < 4; i++) {
       for (const id of ["local", "remote"]) await (await a.fetch(id, "http://device/echo", { method: "POST", body })).arrayBuffer();
     }
+    // The two kinds of device call (the round trip aside), and the device each reaches.
     const echoKinds = ["local", "through a node"] as const;
     type EchoKind = (typeof echoKinds)[number];
-    const echoIds: Record<EchoKind, string> = { local: "local", "through a node": "remote" };
+    const deviceIds: Record<EchoKind, string> = { local: "local", "through a node": "remote" };
     // Each process's CPU time per echo: node A (this process), node B, and the kind's device.
     const devicePid: Record<EchoKind, number> = { local: localDevice.pid, "through a node": remoteDevice.pid };
     const cpuNow = (kind: EchoKind) => {
@@ -181,8 +182,8 @@ export async function benchCluster(
       const p50 = (kind: Kind) => percentile(latency[kind].slice(from), 50);
       perRound.push((p50("through a node") - p50("local")) / p50("node-to-node HTTP round trip"));
       // Local first in even rounds, through a node first in odd ones.
-      const pairs = [["local", "local"], ["through a node", "remote"]] as const;
-      for (const [kind, id] of round % 2 === 0 ? pairs : [...pairs].reverse()) {
+      for (const kind of round % 2 === 0 ? echoKinds : [...echoKinds].reverse()) {
+        const id = deviceIds[kind];
         let next = 0;
         const started = performance.now();
         await Promise.all(
@@ -200,7 +201,7 @@ export async function benchCluster(
           const kind = echoKinds[(i + round + k) % 2]!;
           const before = cpuNow(kind);
           const t = performance.now();
-          const res = await a.fetch(echoIds[kind], "http://device/echo", { method: "POST", body });
+          const res = await a.fetch(deviceIds[kind], "http://device/echo", { method: "POST", body });
           const got = await res.arrayBuffer();
           if (got.byteLength !== body.length) throw new Error(`echo of ${got.byteLength} bytes`);
           const wall = performance.now() - t;
